@@ -1,0 +1,4 @@
+//! Data sources: read-only lookups that feed resources.
+
+pub mod ami;
+pub mod network;

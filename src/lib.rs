@@ -1,0 +1,11 @@
+//! terraform-provider-dify: a Terraform/OpenTofu provider for self-hosting Dify on AWS.
+//!
+//! Layers, each knowing only those below it: `protocol` (the wire) → `framework` (Terraform semantics) →
+//! `provider`, `resources`, `data_sources` (Dify on AWS) → `aws` (clients, retries, waiters).
+
+pub mod aws;
+pub mod data_sources;
+pub mod framework;
+pub mod log;
+pub mod protocol;
+pub mod provider;

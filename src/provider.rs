@@ -1,0 +1,114 @@
+//! The `dify` provider block: its schema, configuration into AWS clients, and the resources and data sources it offers.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::aws::{self, ProviderConfig};
+use crate::data_sources;
+use crate::framework::decode::decode;
+use crate::framework::schema::{Attribute, Block, NestedBlock, Schema};
+use crate::framework::validate;
+use crate::framework::value::{Type, Value};
+use crate::framework::{DataSource, Diagnostics, Provider, Resource};
+use crate::log;
+
+/// The registry address Terraform knows this provider by (its namespace comes from the Makefile's NAMESPACE).
+pub const PROVIDER_ADDRESS: &str = concat!("registry.terraform.io/", env!("DIFY_PROVIDER_NAMESPACE"), "/dify");
+
+#[derive(Default)]
+pub struct DifyProvider;
+
+fn endpoint(name: &str, service: &str) -> Attribute {
+    Attribute::string(name).optional().description(&format!("Custom endpoint URL for {service}, e.g. a VPC endpoint or a local emulator."))
+}
+
+#[async_trait]
+impl Provider for DifyProvider {
+    fn schema(&self) -> Schema {
+        Schema::new(
+            Block::new()
+                .description("Self-host Dify on AWS. Every argument is optional and falls back to the AWS SDK's standard environment and credential chain.")
+                .attr(Attribute::string("region").optional().description("AWS region. Defaults to `AWS_REGION` / `AWS_DEFAULT_REGION` or the profile's region."))
+                .attr(Attribute::string("profile").optional().description("Named profile from the shared AWS config and credentials files."))
+                .attr(
+                    Attribute::number("max_retries")
+                        .optional()
+                        .description("How many times a throttled or failed AWS call is retried, with backoff. Default 25.")
+                        .validate(validate::int_between(0, 100)),
+                )
+                .attr(
+                    Attribute::new("allowed_account_ids", Type::set(Type::String))
+                        .optional()
+                        .description("Refuse to plan or apply unless the credentials belong to one of these accounts: the safety net for dev/stg/prd folders.")
+                        .validate(validate::each(validate::not_blank())),
+                )
+                .attr(
+                    Attribute::new("forbidden_account_ids", Type::set(Type::String))
+                        .optional()
+                        .description("Refuse to plan or apply when the credentials belong to one of these accounts."),
+                )
+                .attr(Attribute::bool("skip_credentials_validation").optional().description("Skip the STS GetCallerIdentity check at configure. Ignored when an account restriction is set, which needs it."))
+                .check(validate::conflicting(&["allowed_account_ids", "forbidden_account_ids"]))
+                .block(NestedBlock::single(
+                    "assume_role",
+                    Block::new()
+                        .description("Assume an IAM role for every AWS call.")
+                        .attr(Attribute::string("role_arn").required().description("ARN of the role to assume.").validate(validate::prefixed("arn:")))
+                        .attr(Attribute::string("session_name").optional().description("Session name shown in CloudTrail. Default `terraform-provider-dify`."))
+                        .attr(Attribute::string("external_id").optional().description("External id the role's trust policy requires."))
+                        .attr(Attribute::string("duration").optional().description("Session length, such as `1h`.")),
+                ))
+                .block(NestedBlock::single(
+                    "endpoints",
+                    Block::new()
+                        .description("Custom service endpoints. `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` are honoured too.")
+                        .attr(endpoint("ec2", "EC2"))
+                        .attr(endpoint("elbv2", "Elastic Load Balancing v2"))
+                        .attr(endpoint("route53", "Route 53"))
+                        .attr(endpoint("ebs", "the EBS direct APIs"))
+                        .attr(endpoint("sts", "STS")),
+                ))
+                .block(NestedBlock::single(
+                    "default_tags",
+                    Block::new()
+                        .description("Tags merged into every taggable object this provider creates; a resource's own `tags` win.")
+                        .attr(Attribute::new("tags", Type::map(Type::String)).optional().description("The tags.")),
+                )),
+        )
+    }
+
+    async fn configure(&self, config: &Value, terraform_version: &str, diags: &mut Diagnostics) -> Option<Arc<dyn Any + Send + Sync>> {
+        if !config.is_wholly_known() {
+            // Values from resources not yet created: resources and data sources that need AWS wait for them.
+            log::warn("provider configuration is not fully known yet; AWS clients are not built", &[]);
+            return None;
+        }
+        let cfg: ProviderConfig = match decode(config) {
+            Ok(c) => c,
+            Err(d) => {
+                diags.push(d);
+                return None;
+            }
+        };
+        let clients = aws::connect(&cfg, diags).await?;
+        log::info(
+            "provider configured",
+            &[
+                ("region", clients.region.clone().into()),
+                ("account_id", clients.account_id.clone().unwrap_or_default().into()),
+                ("terraform_version", terraform_version.into()),
+            ],
+        );
+        Some(Arc::new(clients))
+    }
+
+    fn resources(&self) -> Vec<Arc<dyn Resource>> {
+        vec![]
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
+        vec![Arc::new(data_sources::network::Network), Arc::new(data_sources::ami::Ami)]
+    }
+}
