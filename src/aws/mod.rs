@@ -75,7 +75,8 @@ impl AwsClients {
     }
 }
 
-fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+/// The HTTPS client every AWS call uses (rustls with ring).
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(TlsProvider::Rustls(CryptoMode::Ring)).build_https()
 }
 

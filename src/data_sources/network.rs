@@ -76,7 +76,7 @@ fn is_public(subnet_id: &str, tables: &[RouteTable]) -> bool {
 
 async fn find_vpc(aws: &AwsClients, cfg: &Config) -> Result<Vpc, Diagnostic> {
     let (req, path, what) = match (&cfg.vpc_id, &cfg.vpc_name) {
-        (Some(id), _) => (aws.ec2.describe_vpcs().vpc_ids(id), "vpc_id", format!("VPC {id}")),
+        (Some(id), _) => (aws.ec2.describe_vpcs().vpc_ids(id), "vpc_id", format!("VPC with id {id}")),
         (None, Some(name)) => (aws.ec2.describe_vpcs().filters(filter("tag:Name", [name.clone()])), "vpc_name", format!("VPC named {name:?}")),
         (None, None) => unreachable!("validated: one of vpc_name or vpc_id is set"),
     };
@@ -89,7 +89,7 @@ async fn find_vpc(aws: &AwsClients, cfg: &Config) -> Result<Vpc, Diagnostic> {
         1 => Ok(vpcs.into_iter().next().expect("one VPC")),
         0 => Err(Diagnostic::error(
             format!("No {what} in {}", aws.region),
-            format!("no VPC matches `{path}` in region {}; check the name (its Name tag), the region and the account.", aws.region),
+            format!("no {what} in region {}; check `{path}` (a VPC's Name tag or id), the region and the account.", aws.region),
         )
         .at(AttrPath::root(path))),
         n => {

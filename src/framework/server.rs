@@ -32,6 +32,19 @@ pub struct Plan {
     pub planned_private: Private,
 }
 
+/// Runs a read-only operation until it finishes or Terraform stops the provider (reads are safe to abandon;
+/// operations that change AWS watch `ctx.cancel` themselves so they can stop at a safe point).
+async fn until_stopped<T>(ctx: &Ctx, op: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        v = op => Some(v),
+        _ = ctx.cancel.cancelled() => None,
+    }
+}
+
+fn stopped(name: &str) -> Diagnostic {
+    Diagnostic::error(format!("Reading {name} was cancelled"), "Terraform stopped the provider (StopProvider, e.g. after Ctrl-C) before the read finished.")
+}
+
 fn unknown_type(kind: &str, name: &str) -> Diagnostic {
     Diagnostic::error(format!("Unknown {kind} type {name:?}"), "this provider version does not offer it; check the spelling or upgrade the provider.")
 }
@@ -144,7 +157,17 @@ impl ProviderServer {
             return (None, diags);
         }
         let started = Instant::now();
-        let state = d.read(&self.ctx(), config, &mut diags).await;
+        let ctx = self.ctx();
+        let mut read_diags = Diagnostics::new();
+        let state = until_stopped(&ctx, d.read(&ctx, config, &mut read_diags)).await;
+        diags.extend(read_diags);
+        let state = match state {
+            Some(s) => s,
+            None => {
+                diags.push(stopped(name));
+                None
+            }
+        };
         log::debug("read data source", &[("tf_data_source_type", name.into()), ("duration_ms", (started.elapsed().as_millis() as u64).into())]);
         (state, diags)
     }
@@ -210,8 +233,17 @@ impl ProviderServer {
             Ok(r) => r,
             Err(d) => return (None, d.into()),
         };
-        let result = r.read(&self.ctx(), state, private, &mut diags).await;
-        (result, diags)
+        let ctx = self.ctx();
+        let mut read_diags = Diagnostics::new();
+        let result = until_stopped(&ctx, r.read(&ctx, state, private, &mut read_diags)).await;
+        diags.extend(read_diags);
+        match result {
+            Some(result) => (result, diags),
+            None => {
+                diags.push(stopped(name));
+                (None, diags)
+            }
+        }
     }
 
     pub async fn import_resource(&self, name: &str, id: &str, identity: Option<&Value>) -> (Option<ResourceState>, Diagnostics) {

