@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod data_sources;
+pub mod docs;
 pub mod framework;
 pub mod log;
 pub mod protocol;

@@ -87,3 +87,43 @@ async fn invalid_max_retries_is_named_at_validate() {
     assert_ne!(out.code, 0);
     assert!(out.flat().contains("max_retries"), "{}", out.all());
 }
+
+#[tokio::test]
+async fn providers_schema_json_lists_both_data_sources_with_descriptions() {
+    let moto = Moto::start();
+    let ws = Workspace::new(&moto, &config("", AMI));
+    ws.init();
+    let out = ws.ok(&["providers", "schema", "-json"]);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let schemas = json["provider_schemas"].as_object().unwrap();
+    let (address, ours) = schemas.iter().find(|(k, _)| k.ends_with("/dify")).expect("the dify provider");
+    assert_eq!(address, &format!("registry.terraform.io/{}/dify", crate::harness::namespace()));
+    for name in ["dify_network", "dify_ami"] {
+        let block = &ours["data_source_schemas"][name]["block"];
+        assert!(block["description"].as_str().is_some_and(|d| !d.is_empty()), "{name} description");
+        for (attr, spec) in block["attributes"].as_object().unwrap() {
+            assert!(spec["description"].as_str().is_some_and(|d| !d.is_empty()), "{name}.{attr} has no description");
+        }
+    }
+    assert!(!ours["provider"]["block"]["description"].as_str().unwrap_or_default().is_empty());
+}
+
+/// The examples the registry pages embed are valid configuration.
+#[tokio::test]
+async fn examples_validate() {
+    let moto = Moto::start();
+    let root = crate::harness::root();
+    for example in ["examples/provider/provider.tf", "examples/data-sources/dify_network/data-source.tf", "examples/data-sources/dify_ami/data-source.tf", "examples/demo/main.tf"] {
+        let text = std::fs::read_to_string(root.join(example)).unwrap().replace("difyops/dify", "NAMESPACE/dify");
+        let ws = if text.contains("required_providers") {
+            Workspace::new(&moto, &text)
+        } else {
+            let ws = Workspace::new(&moto, &config("", ""));
+            ws.write("example.tf", &text);
+            ws
+        };
+        ws.init();
+        let out = ws.run(&["validate"]);
+        assert_eq!(out.code, 0, "{example} does not validate:\n{}", out.all());
+    }
+}
