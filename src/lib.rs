@@ -10,3 +10,4 @@ pub mod framework;
 pub mod log;
 pub mod protocol;
 pub mod provider;
+pub mod resources;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::aws::{self, ProviderConfig};
 use crate::data_sources;
+use crate::resources;
 use crate::framework::decode::decode;
 use crate::framework::schema::{Attribute, Block, NestedBlock, Schema};
 use crate::framework::validate;
@@ -105,7 +106,7 @@ impl Provider for DifyProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        vec![]
+        vec![resources::persistent_volume::resource()]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {

@@ -3,6 +3,9 @@
 
 pub mod calls;
 pub mod errors;
+pub mod snapshot_upload;
+pub mod tags;
+pub mod wait;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -156,6 +156,11 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new(moto: &Moto, main_tf: &str) -> Workspace {
+        Workspace::via(&moto.endpoint(), main_tf)
+    }
+
+    /// A workspace whose AWS calls go to `endpoint` (the emulator, or a proxy in front of it).
+    pub fn via(endpoint: &str, main_tf: &str) -> Workspace {
         let dir = tempfile::Builder::new().prefix("dify-tf-").tempdir().expect("workspace");
         let cli_config = dir.path().join("terraform.rc");
         let ns = namespace();
@@ -167,7 +172,7 @@ impl Workspace {
             ),
         )
         .expect("CLI config");
-        let ws = Workspace { dir, cli_config, endpoint: moto.endpoint(), extra_env: Vec::new() };
+        let ws = Workspace { dir, cli_config, endpoint: endpoint.to_string(), extra_env: Vec::new() };
         ws.write("main.tf", main_tf);
         ws
     }
@@ -218,6 +223,22 @@ impl Workspace {
         out
     }
 
+    /// Starts a command in its own process group, so the test can kill Terraform and the provider together.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        use std::os::unix::process::CommandExt;
+        let mut args = args.to_vec();
+        args.push("-no-color");
+        self.command(&args).process_group(0).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starting terraform")
+    }
+
+    pub fn state_id(&self, address: &str) -> Option<String> {
+        let out = self.run(&["state", "show", "-no-color", address]);
+        if out.code != 0 {
+            return None;
+        }
+        out.stdout.lines().find_map(|l| l.trim().strip_prefix("id").map(|r| r.trim().trim_start_matches('=').trim().trim_matches('"').to_string()))
+    }
+
     pub fn init(&self) {
         self.ok(&["init", "-input=false"]);
     }
@@ -233,6 +254,12 @@ impl Workspace {
         let out = self.run(&["plan", "-detailed-exitcode", "-input=false"]);
         assert_eq!(out.code, 0, "expected an empty plan:\n{}", out.all());
     }
+}
+
+/// Kills a process group started by `Workspace::spawn` (SIGKILL: nothing gets to clean up) and reaps the leader.
+pub fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{}", child.id())]).status();
+    let _ = child.wait();
 }
 
 /// Reads one line from a child's stdout with a deadline (the plugin handshake).

@@ -3,6 +3,8 @@
 mod ami;
 mod harness;
 mod network;
+mod persistent_volume;
 mod protocol;
 mod provider_config;
+mod proxy;
 mod seed;

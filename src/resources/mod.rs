@@ -1,0 +1,3 @@
+//! Managed resources: one module per resource type.
+
+pub mod persistent_volume;

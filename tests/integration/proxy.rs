@@ -1,0 +1,210 @@
+//! A counting, fault-injecting AWS proxy between the provider and the emulator, on 127.0.0.1 and its own runtime
+//! thread (tests block on Terraform child processes). It names each call `service:Operation`, keeps an ordered
+//! call log, and applies rules: hold a response back (to interrupt an apply at a known point) or fail a call.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// `service:Operation`, e.g. `ec2:CreateVolume`.
+    pub operation: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug)]
+pub enum Rule {
+    /// Forward the call, then hold the response back this long (the emulator has already acted).
+    DelayResponse { operation: String, delay: Duration },
+    /// Answer with this HTTP status and AWS error code instead of forwarding, `times` times.
+    Fail { operation: String, status: u16, code: String, times: usize },
+}
+
+#[derive(Default)]
+struct State {
+    calls: Vec<Call>,
+    rules: Vec<Rule>,
+}
+
+pub struct AwsProxy {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The signing service from the SigV4 credential scope, e.g. `ec2`.
+fn service(parts: &hyper::http::request::Parts) -> String {
+    parts
+        .headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// The operation: `Action=` for query protocols (EC2, ELBv2, STS), the target header for JSON protocols, and the
+/// REST shape for EBS direct and Route 53.
+fn operation(parts: &hyper::http::request::Parts, body: &[u8]) -> String {
+    let body = String::from_utf8_lossy(body);
+    if let Some(action) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        return action.to_string();
+    }
+    if let Some(target) = parts.headers.get("x-amz-target").and_then(|h| h.to_str().ok()) {
+        return target.rsplit('.').next().unwrap_or(target).to_string();
+    }
+    let path = parts.uri.path();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = parts.method.as_str();
+    match (method, segments.as_slice()) {
+        ("POST", ["snapshots"]) => "StartSnapshot".into(),
+        ("PUT", ["snapshots", _, "blocks", _]) => "PutSnapshotBlock".into(),
+        ("POST", ["snapshots", "completion", _]) => "CompleteSnapshot".into(),
+        ("GET", ["snapshots", _, "blocks"]) => "ListSnapshotBlocks".into(),
+        ("GET", ["snapshots", _, "blocks", _]) => "GetSnapshotBlock".into(),
+        (_, [_, "hostedzone", _, "rrset"]) if method == "POST" => "ChangeResourceRecordSets".into(),
+        (_, [_, "hostedzone", _, "rrset"]) => "ListResourceRecordSets".into(),
+        (_, [_, "change", _]) => "GetChange".into(),
+        _ => format!("{method} {}", segments.first().unwrap_or(&"")),
+    }
+}
+
+fn aws_error(status: u16, code: &str) -> Response<Full<Bytes>> {
+    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>proxy</RequestID></Response>");
+    Response::builder().status(status).header("content-type", "text/xml").body(Full::new(Bytes::from(body))).unwrap()
+}
+
+async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let op = format!("{}:{}", service(&parts), operation(&parts, &body));
+
+    let (fail, delay) = {
+        let mut s = state.lock().unwrap();
+        let mut fail = None;
+        let mut delay = None;
+        for rule in s.rules.iter_mut() {
+            match rule {
+                Rule::Fail { operation, status, code, times } if *operation == op && *times > 0 => {
+                    *times -= 1;
+                    fail = Some((*status, code.clone()));
+                }
+                Rule::DelayResponse { operation, delay: d } if *operation == op => delay = Some(*d),
+                _ => {}
+            }
+        }
+        (fail, delay)
+    };
+    if let Some((status, code)) = fail {
+        state.lock().unwrap().calls.push(Call { operation: op, status });
+        return Ok(aws_error(status, &code));
+    }
+
+    let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut forward = Request::builder().method(parts.method.clone()).uri(uri);
+    for (k, v) in parts.headers.iter() {
+        forward = forward.header(k, v);
+    }
+    let response = match client.request(forward.body(Full::new(body)).unwrap()).await {
+        Ok(r) => r,
+        Err(e) => {
+            state.lock().unwrap().calls.push(Call { operation: op, status: 502 });
+            return Ok(Response::builder().status(StatusCode::BAD_GATEWAY).body(Full::new(Bytes::from(e.to_string()))).unwrap());
+        }
+    };
+    let (rparts, rbody) = response.into_parts();
+    let rbytes = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    state.lock().unwrap().calls.push(Call { operation: op, status: rparts.status.as_u16() });
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    Ok(Response::from_parts(rparts, Full::new(rbytes)))
+}
+
+impl AwsProxy {
+    pub fn start(upstream: &str) -> AwsProxy {
+        let state = Arc::new(Mutex::new(State::default()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let upstream = upstream.to_string();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                let client = Client::builder(TokioExecutor::new()).build_http();
+                let mut stop_rx = stop_rx;
+                loop {
+                    let (stream, _) = tokio::select! {
+                        _ = &mut stop_rx => break,
+                        a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                    };
+                    let (st, upstream, client) = (st.clone(), upstream.clone(), client.clone());
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |req| handle(st.clone(), upstream.clone(), client.clone(), req));
+                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    });
+                }
+            });
+            rt.shutdown_timeout(Duration::from_millis(100));
+        });
+        let port = port_rx.recv_timeout(Duration::from_secs(10)).expect("proxy port");
+        AwsProxy { port, state, stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn add_rule(&self, rule: Rule) {
+        self.state.lock().unwrap().rules.push(rule);
+    }
+
+    pub fn clear_rules(&self) {
+        self.state.lock().unwrap().rules.clear();
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.state.lock().unwrap().calls.clear();
+    }
+
+    /// How many times each operation was called.
+    pub fn counts(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for c in self.calls() {
+            *m.entry(c.operation).or_insert(0) += 1;
+        }
+        m
+    }
+
+    pub fn count(&self, operation: &str) -> usize {
+        self.calls().iter().filter(|c| c.operation == operation).count()
+    }
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
