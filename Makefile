@@ -11,7 +11,7 @@ MOTO_PIP      := moto[server]==5.2.5
 export DIFY_PROVIDER_NAMESPACE := $(NAMESPACE)
 export DIFY_VENV := $(VENV)
 
-.PHONY: all build release test unit venv demo docs clean-work
+.PHONY: all build release test unit venv tools demo docs bench clean-work
 
 all: build
 
@@ -30,8 +30,13 @@ $(VENV)/.installed: Makefile
 	chmod +x $(VENV)/bin/terraform
 	touch $@
 
+# mkfs.ext4 builds the disk images the source_image tests upload.
+tools:
+	@command -v mkfs.ext4 >/dev/null || test -x /usr/sbin/mkfs.ext4 || test -x /sbin/mkfs.ext4 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs)
+
 # Unit tests, protocol tests, and acceptance tests through real Terraform against the emulator.
-test: venv
+test: venv tools
 	cargo test --locked
 
 unit:

@@ -251,3 +251,110 @@ async fn destroying_an_attached_volume_fails_naming_the_instance_and_keeps_it() 
     let snaps = ec2.describe_snapshots().owner_ids("self").filters(Filter::builder().name("tag:dify:final-snapshot-of").values(&id).build()).send().await.unwrap();
     assert!(snaps.snapshots().is_empty(), "no snapshot taken for a destroy that cannot proceed");
 }
+
+fn mkfs_ext4() -> std::path::PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+        let p = std::path::Path::new(dir).join("mkfs.ext4");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("mkfs.ext4 not found: install e2fsprogs (make test does)");
+}
+
+/// An ext4 image of `size_mib` holding a marker file, as an existing Compose install's data folder would be.
+fn ext4_image(dir: &std::path::Path, name: &str, marker: &str, size_mib: u32) -> std::path::PathBuf {
+    let content = dir.join(format!("{name}-content"));
+    std::fs::create_dir_all(content.join("app/storage/privkeys")).unwrap();
+    std::fs::write(content.join("app/storage/privkeys/marker.txt"), marker).unwrap();
+    let image = dir.join(name);
+    let status = std::process::Command::new(mkfs_ext4())
+        .args(["-q", "-F", "-E", "root_owner=0:0", "-d"])
+        .arg(&content)
+        .arg(&image)
+        .arg(format!("{size_mib}M"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfs.ext4 failed");
+    image
+}
+
+#[tokio::test]
+async fn source_image_round_trips_byte_for_byte_and_a_changed_image_plans_a_replacement() {
+    use sha2::Digest;
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let ebs = aws_sdk_ebs::Client::new(&moto.sdk_config().await);
+    let ws = Workspace::new(&moto, "");
+    let image = ext4_image(ws.dir.path(), "dify-volumes.img", "tenant key 1", 48);
+    ws.write(
+        "main.tf",
+        &(config(&format!("  name = \"seeded\"\n  availability_zone = \"us-east-1a\"\n  size_gb = 1\n  final_snapshot = false\n  source_image = \"{}\"", image.display()))
+            + "output \"snapshot\" { value = dify_persistent_volume.data.snapshot_id }\noutput \"sha\" { value = dify_persistent_volume.data.source_image_sha256 }\n"),
+    );
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let out = ws.outputs();
+    let snapshot = out["snapshot"]["value"].as_str().unwrap().to_string();
+    let bytes = std::fs::read(&image).unwrap();
+    let expected_sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(out["sha"]["value"], expected_sha.as_str());
+    let volume = &volumes_named(&ec2, "seeded").await[0];
+    assert_eq!(volume.snapshot_id(), Some(snapshot.as_str()), "the volume is created from the uploaded snapshot");
+
+    // Read the snapshot back block by block and compare with the image.
+    let block = 512 * 1024;
+    let mut rebuilt = vec![0u8; bytes.len().div_ceil(block) * block];
+    let mut next_token = None;
+    let mut blocks = 0;
+    loop {
+        let page = ebs.list_snapshot_blocks().snapshot_id(&snapshot).set_next_token(next_token).send().await.unwrap();
+        for b in page.blocks() {
+            let data = ebs
+                .get_snapshot_block()
+                .snapshot_id(&snapshot)
+                .block_index(b.block_index().unwrap())
+                .block_token(b.block_token().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .block_data
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes();
+            let at = b.block_index().unwrap() as usize * block;
+            rebuilt[at..at + block].copy_from_slice(&data);
+            blocks += 1;
+        }
+        next_token = page.next_token().map(str::to_string);
+        if next_token.is_none() {
+            break;
+        }
+    }
+    assert!(blocks > 0 && blocks < bytes.len() / block, "zero blocks are skipped ({blocks} written)");
+    assert_eq!(&rebuilt[..bytes.len()], &bytes[..], "the snapshot holds the image byte for byte");
+    assert!(rebuilt[bytes.len()..].iter().all(|b| *b == 0));
+    ws.assert_no_changes();
+
+    // A changed image plans a replacement.
+    std::fs::remove_file(&image).unwrap();
+    ext4_image(ws.dir.path(), "dify-volumes.img", "tenant key 2", 48);
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("must be replaced") && plan.stdout.contains("source_image_sha256"), "{}", plan.stdout);
+    ws.ok(&["destroy", "-auto-approve", "-input=false"]);
+}
+
+#[tokio::test]
+async fn an_image_larger_than_size_gb_is_refused_at_plan() {
+    let moto = Moto::start();
+    let ws = Workspace::new(&moto, "");
+    let image = ws.dir.path().join("big.img");
+    let f = std::fs::File::create(&image).unwrap();
+    f.set_len((1u64 << 30) + 1).unwrap(); // sparse: 1 GiB + 1 byte
+    ws.write("main.tf", &config(&format!("  name = \"v\"\n  availability_zone = \"us-east-1a\"\n  size_gb = 1\n  source_image = \"{}\"", image.display())));
+    ws.init();
+    let out = ws.run(&["plan", "-input=false"]);
+    assert_ne!(out.code, 0);
+    assert!(out.flat().contains("The image needs 2 GiB") && out.flat().contains("size_gb"), "{}", out.all());
+}
