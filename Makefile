@@ -49,5 +49,10 @@ demo: venv build
 docs:
 	DIFY_WRITE_DOCS=1 cargo test --locked --lib docs::
 
+# Benchmarks (never timed assertions in tests): results go to docs/benchmarks.md by hand, with the command.
+bench: venv
+	cargo build --locked --release
+	bash bench/upload.sh 3
+
 clean-work:
 	rm -rf .work

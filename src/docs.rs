@@ -75,7 +75,7 @@ fn render_block(out: &mut String, block: &Block, anchor: &str) {
         }
         for b in &blocks {
             let kind = match b.nesting {
-                Nesting::Single => "Block".to_string(),
+                Nesting::Single | Nesting::Group => "Block".to_string(),
                 Nesting::List if b.max_items == 1 => "Block, at most one".to_string(),
                 _ => "Block list".to_string(),
             };

@@ -13,6 +13,6 @@ pub mod validate;
 pub mod value;
 
 pub use diag::{AttrPath, Diagnostic, Diagnostics};
-pub use resource::{Ctx, DataSource, Provider, Resource, ResourceState};
+pub use resource::{Ctx, DataSource, ListResource, ListResult, Provider, Resource, ResourceState};
 pub use schema::{Attribute, Block, NestedBlock, Schema};
 pub use value::{Type, Value};

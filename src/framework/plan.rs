@@ -56,8 +56,11 @@ fn apply_defaults_and_write_only(block: &Block, planned: &mut Value, config: &Va
             }
         }
     }
-    for b in block.blocks.iter().filter(|b| b.nesting == Nesting::Single) {
+    for b in block.blocks.iter().filter(|b| matches!(b.nesting, Nesting::Single | Nesting::Group)) {
         let mut inner = planned.get(&b.name).clone();
+        if inner.is_null() && b.nesting == Nesting::Group {
+            inner = Value::null_object(&b.block.ty());
+        }
         apply_defaults_and_write_only(&b.block, &mut inner, config.get(&b.name));
         planned.set(&b.name, inner);
     }

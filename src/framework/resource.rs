@@ -44,6 +44,27 @@ pub trait Provider: Send + Sync {
     async fn configure(&self, config: &Value, terraform_version: &str, diags: &mut Diagnostics) -> Option<Arc<dyn Any + Send + Sync>>;
     fn resources(&self) -> Vec<Arc<dyn Resource>>;
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>>;
+    /// Resources `terraform query` can list (protocol 6.10).
+    fn list_resources(&self) -> Vec<Arc<dyn ListResource>> {
+        vec![]
+    }
+}
+
+/// One object a list resource found: its identity, a name for people, and optionally its full state.
+pub struct ListResult {
+    pub identity: Value,
+    pub display_name: String,
+    pub object: Option<Value>,
+}
+
+/// Finds existing objects of a managed resource type, for `terraform query` and `-generate-config-out`.
+#[async_trait]
+pub trait ListResource: Send + Sync {
+    /// The managed resource type the results are (their identity and object use its schemas).
+    fn type_name(&self) -> &'static str;
+    /// The schema of the `config` block of a `list` block (the filters).
+    fn schema(&self) -> Schema;
+    async fn list(&self, ctx: &Ctx, config: &Value, include_object: bool, limit: usize, diags: &mut Diagnostics) -> Vec<ListResult>;
 }
 
 #[async_trait]

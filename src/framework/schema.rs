@@ -15,6 +15,8 @@ pub type BlockCheck = Arc<dyn Fn(&Value, &AttrPath, &mut Diagnostics) + Send + S
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Nesting {
     Single,
+    /// Like `Single`, but never null: an absent block is an object of nulls, so its attributes can have defaults.
+    Group,
     List,
     Set,
     Map,
@@ -129,6 +131,9 @@ impl NestedBlock {
     pub fn single(name: &str, block: Block) -> NestedBlock {
         NestedBlock { name: name.to_string(), nesting: Nesting::Single, block, min_items: 0, max_items: 0 }
     }
+    pub fn group(name: &str, block: Block) -> NestedBlock {
+        NestedBlock { name: name.to_string(), nesting: Nesting::Group, block, min_items: 0, max_items: 0 }
+    }
     pub fn list(name: &str, block: Block) -> NestedBlock {
         NestedBlock { name: name.to_string(), nesting: Nesting::List, block, min_items: 0, max_items: 0 }
     }
@@ -141,7 +146,7 @@ impl NestedBlock {
     pub fn ty(&self) -> Type {
         let inner = self.block.ty();
         match self.nesting {
-            Nesting::Single => inner,
+            Nesting::Single | Nesting::Group => inner,
             Nesting::List => Type::list(inner),
             Nesting::Set => Type::set(inner),
             Nesting::Map => Type::map(inner),
@@ -256,7 +261,7 @@ pub fn validate_block(block: &Block, value: &Value, path: &AttrPath, diags: &mut
         let v = value.get(&b.name);
         let p = path.clone().attr(&b.name);
         match (b.nesting, v) {
-            (Nesting::Single, v) => validate_block(&b.block, v, &p, diags),
+            (Nesting::Single | Nesting::Group, v) => validate_block(&b.block, v, &p, diags),
             (_, Value::List(items)) | (_, Value::Set(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     validate_block(&b.block, item, &p.clone().index(i), diags);

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::diag::{AttrPath, Diagnostic, Diagnostics};
 use super::plan::plan_block;
 use super::private::Private;
-use super::resource::{Ctx, DataSource, PlanRequest, Provider, Resource, ResourceState};
+use super::resource::{Ctx, DataSource, ListResource, ListResult, PlanRequest, Provider, Resource, ResourceState};
 use super::schema::{validate_block, IdentitySchema, Schema};
 use super::value::Value;
 use crate::log;
@@ -21,6 +21,7 @@ pub struct ProviderServer {
     provider_schema: Schema,
     resources: BTreeMap<&'static str, (Arc<dyn Resource>, Schema)>,
     data_sources: BTreeMap<&'static str, (Arc<dyn DataSource>, Schema)>,
+    list_resources: BTreeMap<&'static str, (Arc<dyn ListResource>, Schema)>,
     meta: RwLock<Option<Arc<dyn Any + Send + Sync>>>,
     stop: Mutex<CancellationToken>,
 }
@@ -53,7 +54,9 @@ impl ProviderServer {
     pub fn new(provider: Arc<dyn Provider>) -> ProviderServer {
         let resources = provider.resources().into_iter().map(|r| (r.type_name(), (r.clone(), r.schema()))).collect();
         let data_sources = provider.data_sources().into_iter().map(|d| (d.type_name(), (d.clone(), d.schema()))).collect();
+        let list_resources = provider.list_resources().into_iter().map(|l| (l.type_name(), (l.clone(), l.schema()))).collect();
         ProviderServer {
+            list_resources,
             provider_schema: provider.schema(),
             provider,
             resources,
@@ -71,6 +74,12 @@ impl ProviderServer {
     }
     pub fn data_source_schemas(&self) -> impl Iterator<Item = (&'static str, &Schema)> {
         self.data_sources.iter().map(|(k, (_, s))| (*k, s))
+    }
+    pub fn list_resource_schemas(&self) -> impl Iterator<Item = (&'static str, &Schema)> {
+        self.list_resources.iter().map(|(k, (_, s))| (*k, s))
+    }
+    pub fn list_resource_schema(&self, name: &str) -> Result<&Schema, Diagnostic> {
+        self.list_resources.get(name).map(|(_, s)| s).ok_or_else(|| unknown_type("list resource", name))
     }
     pub fn identity_schemas(&self) -> impl Iterator<Item = (&'static str, IdentitySchema)> + '_ {
         self.resources.iter().filter_map(|(k, (r, _))| r.identity_schema().map(|i| (*k, i)))
@@ -225,6 +234,37 @@ impl ProviderServer {
             ("errors", diags.has_errors().into()),
         ]);
         (result, diags)
+    }
+
+    pub fn validate_list_resource_config(&self, name: &str, config: &Value) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        match self.list_resources.get(name) {
+            Some((_, schema)) => validate_block(&schema.block, config, &AttrPath::default(), &mut diags),
+            None => diags.push(unknown_type("list resource", name)),
+        }
+        diags
+    }
+
+    /// Lists existing objects for `terraform query`; read-only, so abandoned at once on StopProvider.
+    pub async fn list_resource(&self, name: &str, config: &Value, include_object: bool, limit: usize) -> (Vec<ListResult>, Diagnostics) {
+        let mut diags = Diagnostics::new();
+        let Some((l, _)) = self.list_resources.get(name) else {
+            return (vec![], unknown_type("list resource", name).into());
+        };
+        let ctx = self.ctx();
+        let mut list_diags = Diagnostics::new();
+        let found = until_stopped(&ctx, l.list(&ctx, config, include_object, limit, &mut list_diags)).await;
+        diags.extend(list_diags);
+        match found {
+            Some(mut results) => {
+                results.truncate(limit);
+                (results, diags)
+            }
+            None => {
+                diags.push(stopped(name));
+                (vec![], diags)
+            }
+        }
     }
 
     pub async fn read_resource(&self, name: &str, state: &Value, private: &Private) -> (Option<ResourceState>, Diagnostics) {

@@ -46,6 +46,7 @@ fn nested_block(n: &NestedBlock) -> pb::schema::NestedBlock {
     use pb::schema::nested_block::NestingMode;
     let nesting = match n.nesting {
         Nesting::Single => NestingMode::Single,
+        Nesting::Group => NestingMode::Group,
         Nesting::List => NestingMode::List,
         Nesting::Set => NestingMode::Set,
         Nesting::Map => NestingMode::Map,

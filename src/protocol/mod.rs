@@ -8,6 +8,9 @@ pub mod serve;
 pub mod server;
 pub mod tls;
 
+/// The boxed stream tonic's generated traits use for server-streaming responses.
+pub type BoxStream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
 /// Code generated from proto/ by build.rs.
 pub mod proto {
     #![allow(clippy::all, missing_docs)]

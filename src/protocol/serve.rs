@@ -26,6 +26,7 @@ use super::proto::plugin as gpb;
 use super::proto::tfplugin6::provider_server::ProviderServer as ProviderGrpc;
 use super::server::ProviderService;
 use super::tls;
+use super::BoxStream;
 
 /// How the process was started.
 pub enum Mode {
@@ -127,9 +128,6 @@ fn incoming(listener: TcpListener, acceptor: Option<TlsAcceptor>, shutdown: Canc
     });
     ReceiverStream::new(rx)
 }
-
-/// The boxed response stream type tonic's generated traits use for server-streaming methods.
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 struct Controller {
     shutdown: CancellationToken,

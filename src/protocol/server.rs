@@ -13,6 +13,7 @@ use crate::framework::value::{Type, Value};
 use crate::log;
 
 use super::convert::{self, decode, encode};
+use super::BoxStream;
 use super::proto::tfplugin6 as pb;
 
 pub struct ProviderService {
@@ -60,6 +61,7 @@ impl pb::provider_server::Provider for ProviderService {
             server_capabilities: Some(capabilities()),
             data_sources: self.server.data_source_schemas().map(|(n, _)| pb::get_metadata::DataSourceMetadata { type_name: n.to_string() }).collect(),
             resources: self.server.resource_schemas().map(|(n, _)| pb::get_metadata::ResourceMetadata { type_name: n.to_string() }).collect(),
+            list_resources: self.server.list_resource_schemas().map(|(n, _)| pb::get_metadata::ListResourceMetadata { type_name: n.to_string() }).collect(),
             ..Default::default()
         })
     }
@@ -69,6 +71,7 @@ impl pb::provider_server::Provider for ProviderService {
             provider: Some(convert::schema(self.server.provider_schema())),
             resource_schemas: self.server.resource_schemas().map(|(n, s)| (n.to_string(), convert::schema(s))).collect(),
             data_source_schemas: self.server.data_source_schemas().map(|(n, s)| (n.to_string(), convert::schema(s))).collect(),
+            list_resource_schemas: self.server.list_resource_schemas().map(|(n, s)| (n.to_string(), convert::schema(s))).collect(),
             server_capabilities: Some(capabilities()),
             ..Default::default()
         })
@@ -296,6 +299,52 @@ impl pb::provider_server::Provider for ProviderService {
         }
         resp.diagnostics = convert::diagnostics(&diags);
         ok(resp)
+    }
+
+    async fn validate_list_resource_config(&self, req: Request<pb::validate_list_resource_config::Request>) -> Rpc<pb::validate_list_resource_config::Response> {
+        let req = req.into_inner();
+        let diags = match self.server.list_resource_schema(&req.type_name) {
+            Ok(schema) => match decode(req.config.as_ref(), &schema.ty(), "list configuration") {
+                Ok(config) => self.server.validate_list_resource_config(&req.type_name, &config),
+                Err(d) => d.into(),
+            },
+            Err(d) => d.into(),
+        };
+        ok(pb::validate_list_resource_config::Response { diagnostics: convert::diagnostics(&diags) })
+    }
+
+    async fn list_resource(&self, req: Request<pb::list_resource::Request>) -> Rpc<BoxStream<pb::list_resource::Event>> {
+        let req = req.into_inner();
+        let mut events = Vec::new();
+        let result = async {
+            let schema = self.server.list_resource_schema(&req.type_name)?;
+            let config = decode(req.config.as_ref(), &schema.ty(), "list configuration")?;
+            let resource_ty = self.server.resource_schema(&req.type_name)?.ty();
+            let identity_ty = self.server.identity_schema(&req.type_name).map(|i| i.ty());
+            let limit = if req.limit > 0 { req.limit as usize } else { usize::MAX };
+            let (found, diags) = self.server.list_resource(&req.type_name, &config, req.include_resource_object, limit).await;
+            for r in found {
+                let resource_object = match (&r.object, req.include_resource_object) {
+                    (Some(o), true) => Some(encode(o, &resource_ty, "listed object")?),
+                    _ => None,
+                };
+                events.push(pb::list_resource::Event {
+                    identity: identity_data(Some(&r.identity), identity_ty.as_ref())?,
+                    display_name: r.display_name,
+                    resource_object,
+                    diagnostic: vec![],
+                });
+            }
+            if !diags.is_empty() {
+                events.push(pb::list_resource::Event { diagnostic: convert::diagnostics(&diags), ..Default::default() });
+            }
+            Ok::<(), Diagnostic>(())
+        }
+        .await;
+        if let Err(d) = result {
+            events.push(pb::list_resource::Event { diagnostic: convert::diagnostics(&d.into()), ..Default::default() });
+        }
+        ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
     }
 
     async fn get_functions(&self, _: Request<pb::get_functions::Request>) -> Rpc<pb::get_functions::Response> {
