@@ -12,7 +12,7 @@ use crate::framework::decode::decode;
 use crate::framework::schema::{Attribute, Block, NestedBlock, Schema};
 use crate::framework::validate;
 use crate::framework::value::{Type, Value};
-use crate::framework::{DataSource, Diagnostics, Provider, Resource};
+use crate::framework::{DataSource, Diagnostics, ListResource, Provider, Resource};
 use crate::log;
 
 /// The registry address Terraform knows this provider by (its namespace comes from the Makefile's NAMESPACE).
@@ -106,7 +106,11 @@ impl Provider for DifyProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        vec![resources::persistent_volume::resource()]
+        vec![resources::persistent_volume::resource(), resources::alb::resource()]
+    }
+
+    fn list_resources(&self) -> Vec<Arc<dyn ListResource>> {
+        vec![resources::alb::list_resource()]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {

@@ -12,6 +12,8 @@ pub const INTERNAL_PREFIX: &str = "dify:";
 /// Marks an object created by an apply, with the idempotency token of that create: a retried or interrupted
 /// apply finds the object by it instead of making a second one.
 pub const CREATE_TOKEN: &str = "dify:create-token";
+/// On every object a `dify_alb` owns: the ALB's name.
+pub const OWNER_ALB: &str = "dify:alb";
 /// On a final snapshot: the volume it was taken of.
 pub const FINAL_SNAPSHOT_OF: &str = "dify:final-snapshot-of";
 

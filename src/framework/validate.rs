@@ -79,6 +79,39 @@ pub fn each(inner: Validator) -> Validator {
     })
 }
 
+/// Parses `a.b.c.d/n` or an IPv6 CIDR; the address must be the network address (no host bits), as AWS stores it.
+pub fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (addr, len) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR block such as \"203.0.113.10/32\""))?;
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| format!("{addr:?} in {s:?} is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len: u8 = len.parse().ok().filter(|l| *l <= max).ok_or_else(|| format!("{s:?} has prefix length {len:?}; use 0–{max}"))?;
+    let network = match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            std::net::IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        std::net::IpAddr::V6(v6) => {
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            std::net::IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    };
+    if network != ip {
+        return Err(format!("{s:?} has host bits set; the block is {network}/{len}"));
+    }
+    Ok((ip, len))
+}
+
+/// The string is a CIDR block whose address is its network address.
+pub fn cidr() -> Validator {
+    Arc::new(|v: &Value, p: &AttrPath, d: &mut Diagnostics| {
+        if let Some(s) = v.as_str() {
+            if let Err(e) = parse_cidr(s) {
+                d.error_at(p.clone(), format!("Invalid CIDR block in `{p}`"), e);
+            }
+        }
+    })
+}
+
 fn is_set(v: &Value) -> bool {
     !v.is_null()
 }
@@ -132,6 +165,16 @@ mod tests {
         let mut d = Diagnostics::new();
         check(&object! {"vpc_name" => Value::unknown(), "vpc_id" => Value::Null}, &AttrPath::default(), &mut d);
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn cidrs_must_be_network_addresses() {
+        assert!(parse_cidr("203.0.113.10/32").is_ok());
+        assert!(parse_cidr("10.0.0.0/8").is_ok());
+        assert!(parse_cidr("2001:db8::/32").is_ok());
+        assert!(parse_cidr("10.0.0.1/8").unwrap_err().contains("10.0.0.0/8"));
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("office").is_err());
     }
 
     #[test]

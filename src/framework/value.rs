@@ -219,6 +219,19 @@ impl Value {
         }
     }
 
+    /// This value with every unknown replaced by null: for decoding a plan whose computed parts are not known yet.
+    pub fn without_unknowns(&self) -> Value {
+        match self {
+            Value::Unknown(_) => Value::Null,
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), v.without_unknowns())).collect()),
+            Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), v.without_unknowns())).collect()),
+            Value::List(items) => Value::List(items.iter().map(Value::without_unknowns).collect()),
+            Value::Set(items) => Value::Set(items.iter().map(Value::without_unknowns).collect()),
+            Value::Tuple(items) => Value::Tuple(items.iter().map(Value::without_unknowns).collect()),
+            other => other.clone(),
+        }
+    }
+
     /// A value that is null of every kind: the starting point for a state built attribute by attribute.
     pub fn null_object(ty: &Type) -> Value {
         match ty {

@@ -22,6 +22,8 @@ use crate::framework::{timeouts, validate};
 use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, Resource, ResourceState};
 use crate::log;
 
+use super::planned_tags_all;
+
 pub struct PersistentVolume;
 
 pub const TYPE_NAME: &str = "dify_persistent_volume";
@@ -133,15 +135,7 @@ impl Resource for PersistentVolume {
         let (prior, config) = (plan.prior, plan.config);
         let creating = prior.is_null();
 
-        // tags_all is known at plan whenever the tags and the provider's default_tags are.
-        let tags_all = match (config.get("tags"), aws) {
-            (t, Some(aws)) if !t.is_unknown() => {
-                let own: BTreeMap<String, String> = decode(t).unwrap_or_default();
-                Value::Map(aws.merged_tags(&own).into_iter().map(|(k, v)| (k, Value::String(v))).collect())
-            }
-            _ => Value::unknown(),
-        };
-        plan.planned.set("tags_all", tags_all);
+        plan.planned.set("tags_all", planned_tags_all(config, aws));
 
         // IOPS and throughput AWS decides stay as they are unless the type or size changes.
         let reshaped = creating || prior.get("type") != plan.planned.get("type") || prior.get("size_gb") != plan.planned.get("size_gb");
@@ -173,7 +167,7 @@ impl Resource for PersistentVolume {
 
     async fn create(&self, ctx: &Ctx, planned: &Value, _config: &Value, diags: &mut Diagnostics) -> Option<ResourceState> {
         let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
-        let spec: Spec = decode(&without_unknowns(planned)).map_err(|d| diags.push(d)).ok()?;
+        let spec: Spec = decode(&planned.without_unknowns()).map_err(|d| diags.push(d)).ok()?;
         let default_timeout = if spec.source_image.is_some() { CREATE_WITH_IMAGE_TIMEOUT } else { CREATE_TIMEOUT };
         let timeout = timeouts::get(planned, "create", default_timeout);
         let token = create_token(&spec);
@@ -258,7 +252,7 @@ impl Resource for PersistentVolume {
     async fn update(&self, ctx: &Ctx, prior: &Value, planned: &Value, _config: &Value, private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
         let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
         let id = prior.get("id").as_str().unwrap_or_default().to_string();
-        let spec: Spec = decode(&without_unknowns(planned)).map_err(|d| diags.push(d)).ok()?;
+        let spec: Spec = decode(&planned.without_unknowns()).map_err(|d| diags.push(d)).ok()?;
         let timeout = timeouts::get(planned, "update", UPDATE_TIMEOUT);
 
         let mut current = BTreeMap::new();
@@ -410,18 +404,6 @@ impl Resource for PersistentVolume {
                 None
             }
         }
-    }
-}
-
-/// Replaces unknown values by null, for decoding a plan whose computed attributes are not known yet.
-fn without_unknowns(v: &Value) -> Value {
-    match v {
-        Value::Unknown(_) => Value::Null,
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), without_unknowns(v))).collect()),
-        Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), without_unknowns(v))).collect()),
-        Value::List(items) => Value::List(items.iter().map(without_unknowns).collect()),
-        Value::Set(items) => Value::Set(items.iter().map(without_unknowns).collect()),
-        other => other.clone(),
     }
 }
 

@@ -84,6 +84,21 @@ impl Moto {
     pub async fn ec2(&self) -> aws_sdk_ec2::Client {
         aws_sdk_ec2::Client::new(&self.sdk_config().await)
     }
+
+    pub async fn elbv2(&self) -> aws_sdk_elasticloadbalancingv2::Client {
+        aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk_config().await)
+    }
+
+    /// An ACM certificate in the emulator (an HTTPS listener needs one to exist); returns its ARN.
+    pub fn certificate(&self, domain: &str) -> String {
+        let script = format!(
+            "import boto3; print(boto3.client('acm', endpoint_url='{}', region_name='{REGION}', aws_access_key_id='t', aws_secret_access_key='t').request_certificate(DomainName='{domain}')['CertificateArn'])",
+            self.endpoint()
+        );
+        let out = Command::new(venv().join("bin/python")).args(["-c", &script]).output().expect("python");
+        assert!(out.status.success(), "creating a certificate: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
 }
 
 impl Drop for Moto {

@@ -1,5 +1,6 @@
 //! The one integration-test crate: protocol tests and acceptance tests through real Terraform and the emulator.
 
+mod alb;
 mod ami;
 mod harness;
 mod network;

@@ -1,0 +1,257 @@
+//! Reading a `dify_alb` from AWS: the load balancer and everything it owns, in as few calls as possible, and the
+//! Terraform state those objects describe.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::types::SecurityGroup;
+use aws_sdk_elasticloadbalancingv2::types::{ActionTypeEnum, Listener, LoadBalancer, LoadBalancerSchemeEnum, ProtocolEnum, TargetGroup};
+
+use crate::aws::{errors, tags, AwsClients};
+use crate::framework::timeouts;
+use crate::framework::value::Value;
+use crate::object;
+
+pub const HTTPS_PORT: i32 = 443;
+pub const HTTP_PORT: i32 = 80;
+
+/// Everything a `dify_alb` is made of, as AWS reports it.
+#[derive(Debug)]
+pub struct Observed {
+    pub lb: LoadBalancer,
+    pub lb_attributes: BTreeMap<String, String>,
+    pub lb_tags: BTreeMap<String, String>,
+    pub security_group: Option<SecurityGroup>,
+    pub target_group: Option<TargetGroup>,
+    pub target_group_attributes: BTreeMap<String, String>,
+    pub https: Option<Listener>,
+    pub http: Option<Listener>,
+    pub additional_certificates: BTreeSet<String>,
+}
+
+impl Observed {
+    pub fn arn(&self) -> &str {
+        self.lb.load_balancer_arn().unwrap_or_default()
+    }
+    pub fn name(&self) -> &str {
+        self.lb.load_balancer_name().unwrap_or_default()
+    }
+}
+
+/// The target group a listener forwards to, if it forwards.
+pub fn forward_target(l: &Listener) -> Option<String> {
+    l.default_actions().iter().find(|a| a.r#type() == Some(&ActionTypeEnum::Forward)).and_then(|a| {
+        a.target_group_arn()
+            .map(str::to_string)
+            .or_else(|| a.forward_config().and_then(|f| f.target_groups().first()).and_then(|t| t.target_group_arn()).map(str::to_string))
+    })
+}
+
+pub enum Lookup<'a> {
+    Arn(&'a str),
+    Name(&'a str),
+}
+
+/// Finds the load balancer by ARN or name; `None` when it does not exist.
+pub async fn find_load_balancer(aws: &AwsClients, lookup: Lookup<'_>) -> Result<Option<LoadBalancer>, String> {
+    let req = aws.elbv2.describe_load_balancers();
+    let req = match lookup {
+        Lookup::Arn(a) => req.load_balancer_arns(a),
+        Lookup::Name(n) => req.names(n),
+    };
+    match req.send().await {
+        Ok(out) => Ok(out.load_balancers.unwrap_or_default().into_iter().next()),
+        Err(e) if errors::is_not_found(&e) => Ok(None),
+        Err(e) => Err(format!("ELBv2 DescribeLoadBalancers: {}", errors::describe(&e))),
+    }
+}
+
+/// Reads the load balancer and its parts: 6–8 calls, the independent ones concurrently.
+/// `known_target_group` is used when no listener forwards anywhere (a listener deleted outside Terraform).
+pub async fn observe(aws: &AwsClients, lb: LoadBalancer, known_target_group: Option<&str>) -> Result<Observed, String> {
+    let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
+    let sg_ids: Vec<String> = lb.security_groups().to_vec();
+    let (attributes, listeners, groups) = tokio::join!(
+        aws.elbv2.describe_load_balancer_attributes().load_balancer_arn(&arn).send(),
+        aws.elbv2.describe_listeners().load_balancer_arn(&arn).send(),
+        async {
+            if sg_ids.is_empty() {
+                return Ok(vec![]);
+            }
+            match aws.ec2.describe_security_groups().set_group_ids(Some(sg_ids.clone())).send().await {
+                Ok(o) => Ok(o.security_groups.unwrap_or_default()),
+                Err(e) if errors::is_not_found(&e) => Ok(vec![]),
+                Err(e) => Err(format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e))),
+            }
+        }
+    );
+    let lb_attributes = attributes
+        .map_err(|e| format!("ELBv2 DescribeLoadBalancerAttributes: {}", errors::describe(&e)))?
+        .attributes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|a| Some((a.key?, a.value.unwrap_or_default())))
+        .collect();
+    let listeners = listeners.map_err(|e| format!("ELBv2 DescribeListeners: {}", errors::describe(&e)))?.listeners.unwrap_or_default();
+    let https = listeners.iter().find(|l| l.port() == Some(HTTPS_PORT) && l.protocol() == Some(&ProtocolEnum::Https)).cloned();
+    let http = listeners.iter().find(|l| l.port() == Some(HTTP_PORT) && l.protocol() == Some(&ProtocolEnum::Http)).cloned();
+    let groups = groups?;
+    let owned = groups.iter().find(|g| g.tags().iter().any(|t| t.key() == Some(tags::OWNER_ALB))).or_else(|| groups.first()).cloned();
+
+    let tg_arn = https.as_ref().and_then(forward_target).or_else(|| http.as_ref().and_then(forward_target)).or_else(|| known_target_group.map(str::to_string));
+    let (target_group, target_group_attributes) = match &tg_arn {
+        Some(tg) => {
+            let (groups, attrs) = tokio::join!(
+                aws.elbv2.describe_target_groups().target_group_arns(tg).send(),
+                aws.elbv2.describe_target_group_attributes().target_group_arn(tg).send()
+            );
+            match groups {
+                Ok(o) => {
+                    let attrs = attrs.map(|a| a.attributes.unwrap_or_default()).unwrap_or_default();
+                    (o.target_groups.unwrap_or_default().into_iter().next(), attrs.into_iter().filter_map(|a| Some((a.key?, a.value.unwrap_or_default()))).collect())
+                }
+                Err(e) if errors::is_not_found(&e) => (None, BTreeMap::new()),
+                Err(e) => return Err(format!("ELBv2 DescribeTargetGroups: {}", errors::describe(&e))),
+            }
+        }
+        None => (None, BTreeMap::new()),
+    };
+
+    let mut arns = vec![arn.clone()];
+    if let Some(tg) = target_group.as_ref().and_then(|t| t.target_group_arn()) {
+        arns.push(tg.to_string());
+    }
+    let (tag_descriptions, certificates) = tokio::join!(aws.elbv2.describe_tags().set_resource_arns(Some(arns)).send(), async {
+        match https.as_ref().and_then(|l| l.listener_arn()) {
+            Some(l) => aws.elbv2.describe_listener_certificates().listener_arn(l).send().await.map(|o| o.certificates.unwrap_or_default()).map_err(|e| errors::describe(&e)),
+            None => Ok(vec![]),
+        }
+    });
+    let tag_descriptions = tag_descriptions.map_err(|e| format!("ELBv2 DescribeTags: {}", errors::describe(&e)))?.tag_descriptions.unwrap_or_default();
+    let lb_tags = tag_descriptions
+        .iter()
+        .find(|d| d.resource_arn() == Some(arn.as_str()))
+        .map(|d| d.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect())
+        .unwrap_or_default();
+    let additional_certificates = certificates
+        .map_err(|e| format!("ELBv2 DescribeListenerCertificates: {e}"))?
+        .into_iter()
+        .filter(|c| c.is_default() != Some(true))
+        .filter_map(|c| c.certificate_arn)
+        .collect();
+
+    Ok(Observed { lb, lb_attributes, lb_tags, security_group: owned, target_group, target_group_attributes, https, http, additional_certificates })
+}
+
+/// Ingress rules of the security group on `port`: CIDRs by rule description (the label), and source groups.
+pub fn ingress(sg: &SecurityGroup, port: i32) -> (BTreeMap<String, BTreeSet<String>>, BTreeSet<String>) {
+    let mut cidrs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut groups = BTreeSet::new();
+    for p in sg.ip_permissions().iter().filter(|p| p.from_port() == Some(port) && p.to_port() == Some(port)) {
+        for r in p.ip_ranges() {
+            if let Some(c) = r.cidr_ip() {
+                cidrs.entry(r.description().unwrap_or("unlabelled").to_string()).or_default().insert(c.to_string());
+            }
+        }
+        for r in p.ipv6_ranges() {
+            if let Some(c) = r.cidr_ipv6() {
+                cidrs.entry(r.description().unwrap_or("unlabelled").to_string()).or_default().insert(c.to_string());
+            }
+        }
+        for g in p.user_id_group_pairs() {
+            if let Some(id) = g.group_id() {
+                groups.insert(id.to_string());
+            }
+        }
+    }
+    (cidrs, groups)
+}
+
+fn strings<'a>(items: impl IntoIterator<Item = &'a String>) -> Value {
+    Value::Set(items.into_iter().map(Value::string).collect())
+}
+
+fn num(s: Option<&String>) -> Value {
+    s.and_then(|v| v.parse::<i64>().ok()).map(Value::int).unwrap_or(Value::Null)
+}
+
+fn flag(s: Option<&String>) -> Value {
+    s.map(|v| Value::Bool(v == "true")).unwrap_or(Value::Null)
+}
+
+/// The state `o` describes. `base` (prior state, plan, or a bare object on import) supplies what only
+/// configuration knows: `allow_internet`, `timeouts`, and the configured `tags` keys.
+pub fn state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
+    let dns = o.lb.dns_name().unwrap_or_default().to_string();
+    let https = o.https.as_ref();
+    let rule_port = if https.is_some() { HTTPS_PORT } else { HTTP_PORT };
+    let (cidrs, groups) = o.security_group.as_ref().map(|sg| ingress(sg, rule_port)).unwrap_or_default();
+    let open = cidrs.values().flatten().any(|c| c == "0.0.0.0/0" || c == "::/0");
+    let allow_internet = match base.get("allow_internet") {
+        Value::Bool(b) => Value::Bool(*b || open),
+        _ => Value::Bool(open),
+    };
+    let tg = o.target_group.as_ref();
+    let health_check = match tg {
+        Some(tg) => object! {
+            "path" => tg.health_check_path().map(Value::string).unwrap_or(Value::Null),
+            "matcher" => tg.matcher().and_then(|m| m.http_code()).map(Value::string).unwrap_or(Value::Null),
+            "interval" => tg.health_check_interval_seconds().map(|n| Value::int(n as i64)).unwrap_or(Value::Null),
+            "timeout" => tg.health_check_timeout_seconds().map(|n| Value::int(n as i64)).unwrap_or(Value::Null),
+            "healthy_threshold" => tg.healthy_threshold_count().map(|n| Value::int(n as i64)).unwrap_or(Value::Null),
+            "unhealthy_threshold" => tg.unhealthy_threshold_count().map(|n| Value::int(n as i64)).unwrap_or(Value::Null),
+        },
+        None => base.get("health_check").clone(),
+    };
+    let access_logs = match o.lb_attributes.get("access_logs.s3.enabled").map(String::as_str) {
+        Some("true") => object! {
+            "bucket" => o.lb_attributes.get("access_logs.s3.bucket").map(Value::string).unwrap_or(Value::Null),
+            "prefix" => o.lb_attributes.get("access_logs.s3.prefix").filter(|p| !p.is_empty()).map(Value::string).unwrap_or(Value::Null),
+        },
+        _ => Value::Null,
+    };
+    let visible = tags::user_visible(&o.lb_tags);
+    let to_map = |m: &BTreeMap<String, String>| Value::Map(m.iter().map(|(k, v)| (k.clone(), Value::string(v))).collect());
+    let own_tags = match base.get("tags").entries() {
+        Some(configured) => to_map(&visible.iter().filter(|(k, v)| configured.contains_key(*k) || aws.default_tags.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()),
+        None => {
+            let extra: BTreeMap<String, String> = visible.iter().filter(|(k, v)| aws.default_tags.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            if extra.is_empty() {
+                Value::Null
+            } else {
+                to_map(&extra)
+            }
+        }
+    };
+    let subnets: BTreeSet<String> = o.lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(str::to_string)).collect();
+    object! {
+        "id" => Value::string(o.arn()),
+        "arn" => Value::string(o.arn()),
+        "name" => Value::string(o.name()),
+        "internal" => Value::Bool(o.lb.scheme() == Some(&LoadBalancerSchemeEnum::Internal)),
+        "vpc_id" => o.lb.vpc_id().map(Value::string).unwrap_or(Value::Null),
+        "subnet_ids" => strings(&subnets),
+        "allowed_cidrs" => if cidrs.is_empty() && base.get("allowed_cidrs").is_null() { Value::Null } else { Value::Map(cidrs.iter().map(|(k, v)| (k.clone(), strings(v))).collect()) },
+        "allowed_security_group_ids" => if groups.is_empty() && base.get("allowed_security_group_ids").is_null() { Value::Null } else { strings(&groups) },
+        "allow_internet" => allow_internet,
+        "certificate_arn" => https.and_then(|l| l.certificates().iter().find(|c| c.is_default() != Some(false)).and_then(|c| c.certificate_arn())).map(Value::string).unwrap_or(Value::Null),
+        "additional_certificate_arns" => if o.additional_certificates.is_empty() && base.get("additional_certificate_arns").is_null() { Value::Null } else { strings(&o.additional_certificates) },
+        "ssl_policy" => https.and_then(|l| l.ssl_policy()).map(Value::string).unwrap_or_else(|| base.get("ssl_policy").clone()),
+        "target_port" => tg.and_then(|t| t.port()).map(|p| Value::int(p as i64)).unwrap_or_else(|| base.get("target_port").clone()),
+        "health_check" => health_check,
+        "deregistration_delay" => num(o.target_group_attributes.get("deregistration_delay.timeout_seconds")),
+        "idle_timeout" => num(o.lb_attributes.get("idle_timeout.timeout_seconds")),
+        "deletion_protection" => flag(o.lb_attributes.get("deletion_protection.enabled")),
+        "drop_invalid_header_fields" => flag(o.lb_attributes.get("routing.http.drop_invalid_header_fields.enabled")),
+        "access_logs" => access_logs,
+        "tags" => own_tags,
+        "tags_all" => to_map(&visible),
+        "dns_name" => Value::string(&dns),
+        "zone_id" => o.lb.canonical_hosted_zone_id().map(Value::string).unwrap_or(Value::Null),
+        "url" => Value::String(format!("{}://{dns}", if https.is_some() { "https" } else { "http" })),
+        "security_group_id" => o.security_group.as_ref().and_then(|g| g.group_id()).map(Value::string).unwrap_or(Value::Null),
+        "target_group_arn" => tg.and_then(|t| t.target_group_arn()).map(Value::string).unwrap_or(Value::Null),
+        "https_listener_arn" => https.and_then(|l| l.listener_arn()).map(Value::string).unwrap_or(Value::Null),
+        "http_listener_arn" => o.http.as_ref().and_then(|l| l.listener_arn()).map(Value::string).unwrap_or(Value::Null),
+        "timeouts" => base.get(timeouts::BLOCK_NAME).clone(),
+    }
+}

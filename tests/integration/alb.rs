@@ -1,0 +1,292 @@
+//! Acceptance tests of `dify_alb` through real Terraform against the emulator.
+
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, Certificate, ProtocolEnum};
+
+use crate::harness::{Moto, Workspace};
+use crate::seed::{self, SeededNetwork};
+
+fn config(net: &SeededNetwork, body: &str) -> String {
+    format!(
+        r#"terraform {{
+  required_providers {{
+    dify = {{ source = "NAMESPACE/dify" }}
+  }}
+}}
+
+provider "dify" {{}}
+
+resource "dify_alb" "this" {{
+  vpc_id     = "{}"
+  subnet_ids = ["{}", "{}"]
+{body}
+}}
+
+output "alb" {{
+  value = dify_alb.this
+}}
+"#,
+        net.vpc_id, net.public[0].1, net.public[1].1
+    )
+}
+
+fn basic(cert: &str) -> String {
+    format!(
+        r#"  name            = "dify-dev"
+  certificate_arn = "{cert}"
+  allowed_cidrs = {{
+    office_a = ["203.0.113.10/32"]
+    office_b = ["198.51.100.0/24", "2001:db8::/48"]
+  }}
+  tags = {{ Environment = "dev" }}"#
+    )
+}
+
+async fn alb_count(elb: &aws_sdk_elasticloadbalancingv2::Client) -> usize {
+    elb.describe_load_balancers().send().await.unwrap().load_balancers().len()
+}
+
+async fn groups_named(ec2: &aws_sdk_ec2::Client, name: &str) -> usize {
+    ec2.describe_security_groups().filters(Filter::builder().name("group-name").values(name).build()).send().await.unwrap().security_groups().len()
+}
+
+#[tokio::test]
+async fn alb_lifecycle_creates_a_dify_ready_entry_imports_by_arn_and_name_and_destroys_everything() {
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "dify-dev", "10.20").await;
+    let cert = moto.certificate("dify.example.com");
+    let ws = Workspace::new(&moto, &config(&net, &basic(&cert)));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let out = &ws.outputs()["alb"]["value"];
+    let arn = out["arn"].as_str().unwrap().to_string();
+    assert!(out["url"].as_str().unwrap().starts_with("https://"));
+
+    let lb = &elb.describe_load_balancers().load_balancer_arns(&arn).send().await.unwrap().load_balancers()[0].clone();
+    assert_eq!(lb.scheme().map(|s| s.as_str()), Some("internet-facing"));
+    let attrs: std::collections::HashMap<String, String> =
+        elb.describe_load_balancer_attributes().load_balancer_arn(&arn).send().await.unwrap().attributes().iter().map(|a| (a.key().unwrap().to_string(), a.value().unwrap().to_string())).collect();
+    assert_eq!(attrs["idle_timeout.timeout_seconds"], "600");
+    assert_eq!(attrs["routing.http.drop_invalid_header_fields.enabled"], "true");
+
+    let listeners = elb.describe_listeners().load_balancer_arn(&arn).send().await.unwrap().listeners().to_vec();
+    let https = listeners.iter().find(|l| l.port() == Some(443)).expect("HTTPS listener");
+    assert_eq!(https.protocol(), Some(&ProtocolEnum::Https));
+    assert_eq!(https.ssl_policy(), Some("ELBSecurityPolicy-TLS13-1-2-2021-06"));
+    assert_eq!(https.certificates()[0].certificate_arn(), Some(cert.as_str()));
+    let http = listeners.iter().find(|l| l.port() == Some(80)).expect("HTTP listener");
+    let redirect = http.default_actions()[0].redirect_config().expect("redirect");
+    assert_eq!(redirect.protocol(), Some("HTTPS"));
+    assert_eq!(redirect.status_code().map(|s| s.as_str()), Some("HTTP_301"));
+
+    let tg_arn = out["target_group_arn"].as_str().unwrap();
+    let tg = &elb.describe_target_groups().target_group_arns(tg_arn).send().await.unwrap().target_groups()[0].clone();
+    assert_eq!(tg.health_check_path(), Some("/console/api/ping"));
+    assert_eq!(tg.matcher().and_then(|m| m.http_code()), Some("200"));
+    assert_eq!((tg.health_check_interval_seconds(), tg.health_check_timeout_seconds(), tg.healthy_threshold_count(), tg.unhealthy_threshold_count()), (Some(15), Some(5), Some(2), Some(3)));
+
+    let sg = &ec2.describe_security_groups().group_ids(out["security_group_id"].as_str().unwrap()).send().await.unwrap().security_groups()[0].clone();
+    for port in [443, 80] {
+        let rule = sg.ip_permissions().iter().find(|p| p.from_port() == Some(port)).unwrap_or_else(|| panic!("no rule on {port}"));
+        let ranges: Vec<(&str, &str)> = rule.ip_ranges().iter().map(|r| (r.cidr_ip().unwrap(), r.description().unwrap_or_default())).collect();
+        assert!(ranges.contains(&("203.0.113.10/32", "office_a")) && ranges.contains(&("198.51.100.0/24", "office_b")), "{port}: {ranges:?}");
+        assert!(!ranges.iter().any(|(c, _)| *c == "0.0.0.0/0"));
+        assert_eq!(rule.ipv6_ranges()[0].cidr_ipv6(), Some("2001:db8::/48"));
+    }
+    ws.assert_no_changes();
+
+    for id in [arn.as_str(), "dify-dev"] {
+        ws.ok(&["state", "rm", "dify_alb.this"]);
+        ws.ok(&["import", "-input=false", "dify_alb.this", id]);
+        ws.assert_no_changes();
+    }
+
+    ws.ok(&["destroy", "-auto-approve", "-input=false"]);
+    assert_eq!(alb_count(&elb).await, 0, "no load balancer left");
+    assert!(elb.describe_target_groups().send().await.unwrap().target_groups().is_empty(), "no target group left");
+    assert_eq!(groups_named(&ec2, "dify-dev-alb").await, 0, "no security group left");
+}
+
+#[tokio::test]
+async fn an_alb_made_outside_terraform_is_imported_and_a_matching_config_plans_no_changes() {
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "legacy", "10.30").await;
+    let cert = moto.certificate("dify.example.org");
+    // As an older HCL module made it.
+    let sg = ec2.create_security_group().group_name("legacy-alb-sg").description("alb").vpc_id(&net.vpc_id).send().await.unwrap().group_id.unwrap();
+    for port in [443, 80] {
+        ec2.authorize_security_group_ingress()
+            .group_id(&sg)
+            .ip_permissions(IpPermission::builder().ip_protocol("tcp").from_port(port).to_port(port).ip_ranges(IpRange::builder().cidr_ip("203.0.113.10/32").description("office").build()).build())
+            .send()
+            .await
+            .unwrap();
+    }
+    let lb = elb
+        .create_load_balancer()
+        .name("legacy-dify")
+        .subnets(&net.public[0].1)
+        .subnets(&net.public[1].1)
+        .security_groups(&sg)
+        .send()
+        .await
+        .unwrap()
+        .load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_string();
+    let tg = elb
+        .create_target_group()
+        .name("legacy-dify-tg")
+        .protocol(ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(&net.vpc_id)
+        .health_check_path("/")
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    elb.create_listener()
+        .load_balancer_arn(&lb)
+        .protocol(ProtocolEnum::Https)
+        .port(443)
+        .certificates(Certificate::builder().certificate_arn(&cert).build())
+        .ssl_policy("ELBSecurityPolicy-TLS13-1-2-2021-06")
+        .default_actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&tg).build())
+        .send()
+        .await
+        .unwrap();
+
+    let ws = Workspace::new(&moto, &config(&net, &format!("  name = \"legacy-dify\"\n  certificate_arn = \"{cert}\"\n  allowed_cidrs = {{ office = [\"203.0.113.10/32\"] }}")));
+    ws.init();
+    ws.ok(&["import", "-input=false", "dify_alb.this", &lb]);
+    let out = ws.ok(&["show", "-no-color"]);
+    assert!(out.stdout.contains(&tg) && out.stdout.contains(&sg), "import discovered the target group and the security group:\n{}", out.stdout);
+    // The legacy module had no redirect listener and checked "/": these are in-place updates, never a replacement.
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("0 to add, 1 to change, 0 to destroy"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("\"/\" -> \"/console/api/ping\""), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.assert_no_changes();
+    let listeners = elb.describe_listeners().load_balancer_arn(&lb).send().await.unwrap().listeners().len();
+    assert_eq!(listeners, 2, "the HTTP→HTTPS redirect was added");
+
+    // terraform query finds it.
+    ws.write("find.tfquery.hcl", "list \"dify_alb\" \"found\" {\n  provider = dify\n  config {\n    name_prefix = \"legacy-\"\n  }\n}\n");
+    let q = ws.ok(&["query", "-no-color"]);
+    assert!(q.stdout.contains("legacy-dify") && q.stdout.contains(&lb), "{}", q.all());
+    std::fs::remove_file(ws.dir.path().join("find.tfquery.hcl")).unwrap();
+    ws.ok(&["destroy", "-auto-approve", "-input=false"]);
+    assert_eq!(alb_count(&elb).await, 0);
+}
+
+#[tokio::test]
+async fn drift_of_every_part_is_planned_and_restored() {
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "drift", "10.40").await;
+    let cert = moto.certificate("drift.example.com");
+    let ws = Workspace::new(&moto, &config(&net, &basic(&cert)));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let out = ws.outputs()["alb"]["value"].clone();
+
+    // A listener deleted outside Terraform.
+    elb.delete_listener().listener_arn(out["https_listener_arn"].as_str().unwrap()).send().await.unwrap();
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("https_listener_arn") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.assert_no_changes();
+
+    // A security group rule revoked outside Terraform.
+    let sg = out["security_group_id"].as_str().unwrap();
+    ec2.revoke_security_group_ingress()
+        .group_id(sg)
+        .ip_permissions(IpPermission::builder().ip_protocol("tcp").from_port(443).to_port(443).ip_ranges(IpRange::builder().cidr_ip("203.0.113.10/32").build()).build())
+        .send()
+        .await
+        .unwrap();
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("office_a") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.assert_no_changes();
+
+    // An attribute changed outside Terraform.
+    elb.modify_load_balancer_attributes()
+        .load_balancer_arn(out["arn"].as_str().unwrap())
+        .attributes(aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute::builder().key("idle_timeout.timeout_seconds").value("60").build())
+        .send()
+        .await
+        .unwrap();
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("idle_timeout") && plan.stdout.contains("60 -> 600"), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.assert_no_changes();
+
+    // The load balancer itself deleted outside Terraform.
+    elb.delete_load_balancer().load_balancer_arn(out["arn"].as_str().unwrap()).send().await.unwrap();
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("1 to add"), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.assert_no_changes();
+    assert_eq!(alb_count(&elb).await, 1);
+    assert_eq!(groups_named(&ec2, "dify-dev-alb").await, 1, "the security group was adopted, not duplicated");
+}
+
+#[tokio::test]
+async fn validation_names_the_attribute_and_deletion_protection_is_never_bypassed() {
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "rules", "10.50").await;
+    let cases: &[(&str, &str)] = &[
+        ("  name = \"this-name-is-far-too-long-for-an-alb\"", "1–32"),
+        ("  name = \"bad_name\"", "letters, digits and hyphens"),
+        ("  name = \"ok\"\n  allowed_cidrs = { office = [\"203.0.113.300/32\"] }", "office"),
+        ("  name = \"ok\"\n  allowed_cidrs = { office = [\"10.0.0.1/8\"] }", "10.0.0.0/8"),
+        ("  name = \"ok\"\n  allowed_cidrs = { everyone = [\"0.0.0.0/0\"] }", "allow_internet = true"),
+        ("  name = \"ok\"\n  health_check {\n    timeout = 20\n  }", "shorter than its interval"),
+    ];
+    for (body, message) in cases {
+        let ws = Workspace::new(&moto, &config(&net, body));
+        ws.init();
+        let out = ws.run(&["validate"]);
+        assert_ne!(out.code, 0, "{body:?} must fail");
+        assert!(out.flat().contains(message), "{body:?}: expected {message:?} in:\n{}", out.all());
+    }
+    let one_subnet = config(&net, "  name = \"ok\"").replace(&format!(", \"{}\"", net.public[1].1), "");
+    let ws = Workspace::new(&moto, &one_subnet);
+    ws.init();
+    let out = ws.run(&["validate"]);
+    assert!(out.code != 0 && out.flat().contains("at least two subnets"), "{}", out.all());
+    let same_zone = config(&net, "  name = \"ok\"").replace(&net.public[1].1, &net.private[0].1);
+    let ws = Workspace::new(&moto, &same_zone);
+    ws.init();
+    let out = ws.run(&["plan", "-input=false"]);
+    assert!(out.code != 0 && out.flat().contains("all in one availability zone"), "{}", out.all());
+    assert_eq!(alb_count(&elb).await, 0, "nothing was created by bad input");
+
+    // Open to the internet on purpose; deletion protection refuses destroy until it is turned off.
+    let ws = Workspace::new(&moto, &config(&net, "  name = \"open\"\n  allow_internet = true\n  allowed_cidrs = { everyone = [\"0.0.0.0/0\"] }\n  deletion_protection = true"));
+    ws.init();
+    let applied = ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    assert!(applied.flat().contains("without a certificate serves plain HTTP"), "certificate-less mode warns:\n{}", applied.all());
+    let out = ws.outputs()["alb"]["value"].clone();
+    assert!(out["url"].as_str().unwrap().starts_with("http://"));
+    assert!(out["https_listener_arn"].is_null());
+    let http = elb.describe_listeners().listener_arns(out["http_listener_arn"].as_str().unwrap()).send().await.unwrap().listeners()[0].clone();
+    assert_eq!(http.default_actions()[0].r#type(), Some(&ActionTypeEnum::Forward), "without a certificate port 80 forwards");
+    ws.assert_no_changes();
+    let destroy = ws.run(&["destroy", "-auto-approve", "-input=false"]);
+    assert_ne!(destroy.code, 0);
+    assert!(destroy.flat().contains("deletion protection") && destroy.flat().contains("deletion_protection = false"), "{}", destroy.all());
+    assert_eq!(alb_count(&elb).await, 1, "still there");
+    ws.write("main.tf", &config(&net, "  name = \"open\"\n  allow_internet = true\n  allowed_cidrs = { everyone = [\"0.0.0.0/0\"] }\n  deletion_protection = false"));
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.ok(&["destroy", "-auto-approve", "-input=false"]);
+    assert_eq!(alb_count(&elb).await, 0);
+}
