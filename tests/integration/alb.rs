@@ -290,3 +290,58 @@ async fn validation_names_the_attribute_and_deletion_protection_is_never_bypasse
     ws.ok(&["destroy", "-auto-approve", "-input=false"]);
     assert_eq!(alb_count(&elb).await, 0);
 }
+
+#[tokio::test]
+async fn a_target_port_change_replaces_the_target_group_before_destroying_the_old_one() {
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "port", "10.60").await;
+    let cert = moto.certificate("port.example.com");
+    let ws = Workspace::new(&moto, &config(&net, &basic(&cert)));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let before = ws.outputs()["alb"]["value"].clone();
+    ws.write("main.tf", &config(&net, &format!("{}\n  target_port = 8080", basic(&cert))));
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("0 to add, 1 to change, 0 to destroy"), "the load balancer stays:\n{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let after = ws.outputs()["alb"]["value"].clone();
+    assert_eq!(before["arn"], after["arn"]);
+    assert_ne!(before["target_group_arn"], after["target_group_arn"]);
+    let groups = elb.describe_target_groups().send().await.unwrap().target_groups().to_vec();
+    assert_eq!(groups.len(), 1, "the old target group is gone");
+    assert_eq!(groups[0].port(), Some(8080));
+    let https = elb.describe_listeners().listener_arns(after["https_listener_arn"].as_str().unwrap()).send().await.unwrap().listeners()[0].clone();
+    assert_eq!(https.default_actions()[0].target_group_arn(), after["target_group_arn"].as_str(), "the listener forwards to the new group");
+    ws.assert_no_changes();
+}
+
+#[tokio::test]
+async fn an_interrupted_create_is_resumed_without_duplicates() {
+    use crate::harness::kill_group;
+    use crate::proxy::{AwsProxy, Rule};
+    use std::time::{Duration, Instant};
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "resume", "10.70").await;
+    let cert = moto.certificate("resume.example.com");
+    let proxy = AwsProxy::start(&moto.endpoint());
+    proxy.add_rule(Rule::DelayResponse { operation: "elasticloadbalancing:CreateTargetGroup".into(), delay: Duration::from_secs(120) });
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &basic(&cert)));
+    ws.init();
+    let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.count("elasticloadbalancing:CreateTargetGroup") == 0 {
+        assert!(Instant::now() < deadline, "CreateTargetGroup was never called: {:?}", proxy.counts());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill_group(&mut apply);
+    assert_eq!(alb_count(&elb).await, 1, "the first apply made the load balancer");
+    proxy.clear_rules();
+    ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
+    assert_eq!(alb_count(&elb).await, 1, "no second load balancer");
+    assert_eq!(elb.describe_target_groups().send().await.unwrap().target_groups().len(), 1, "no second target group");
+    assert_eq!(groups_named(&ec2, "dify-dev-alb").await, 1, "no second security group");
+    assert_eq!(proxy.count("elasticloadbalancing:CreateLoadBalancer"), 1);
+    ws.assert_no_changes();
+}
