@@ -28,6 +28,9 @@ use super::server::ProviderService;
 use super::tls;
 use super::BoxStream;
 
+/// How long connections may finish after GRPCController.Shutdown before the process exits regardless.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// How the process was started.
 pub enum Mode {
     /// By Terraform: handshake on stdout, optional mTLS.
@@ -247,15 +250,23 @@ pub async fn serve(server: Arc<ProviderServer>, mode: Mode) -> Result<(), String
     }
     log::info("provider serving", &[("address", addr.to_string().into()), ("tls", server_cert.is_some().into())]);
 
-    tonic::transport::Server::builder()
+    let serving = tonic::transport::Server::builder()
         .add_service(ProviderGrpc::new(ProviderService::new(server)))
         .add_service(gpb::grpc_controller_server::GrpcControllerServer::new(Controller { shutdown: shutdown.clone() }))
         .add_service(gpb::grpc_stdio_server::GrpcStdioServer::new(Stdio))
         .add_service(gpb::grpc_broker_server::GrpcBrokerServer::new(Broker { shutdown: shutdown.clone() }))
         .add_service(hpb::health_server::HealthServer::new(Health))
-        .serve_with_incoming_shutdown(conns, shutdown.cancelled())
-        .await
-        .map_err(|e| format!("serving gRPC: {e}"))?;
+        .serve_with_incoming_shutdown(conns, shutdown.cancelled());
+    // Graceful shutdown waits for clients to close their connections; go-plugin gives a plugin two seconds to exit
+    // after Shutdown before killing it, so stop waiting well before that.
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serving => served.map_err(|e| format!("serving gRPC: {e}"))?,
+        _ = grace => log::debug("clients kept connections open after shutdown; exiting anyway", &[]),
+    }
     log::info("provider stopped", &[]);
     Ok(())
 }
