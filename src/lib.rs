@@ -4,6 +4,7 @@
 //! `provider`, `resources`, `data_sources` (Dify on AWS) → `aws` (clients, retries, waiters).
 
 pub mod aws;
+pub mod boot;
 pub mod data_sources;
 pub mod docs;
 pub mod framework;

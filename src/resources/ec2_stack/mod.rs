@@ -1,0 +1,448 @@
+//! Resource `dify_ec2_stack`: Dify's compute — instances, launch template, security group, data-volume attachments
+//! and target registrations as one resource — importable, and refusing topologies that would split Dify's data.
+
+mod ops;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::aws::{errors, tags, AwsClients};
+use crate::framework::decode::decode;
+use crate::framework::private::Private;
+use crate::framework::resource::PlanRequest;
+use crate::framework::schema::{Attribute, Block, IdentityAttribute, IdentitySchema, NestedBlock, Schema};
+use crate::framework::value::{Type, Value};
+use crate::framework::{timeouts, validate};
+use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, Resource, ResourceState};
+use crate::object;
+
+use self::ops::{converge, data_volume_of, observe, tear_down, Observed, Spec, STACK_TAG};
+use super::planned_tags_all;
+
+pub const TYPE_NAME: &str = "dify_ec2_stack";
+const CREATE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const DELETE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// Computed attributes that follow the instances.
+const INSTANCE_LISTS: &[&str] = &["instance_ids", "private_ips", "availability_zones"];
+
+pub struct Ec2Stack;
+
+fn dify_block() -> NestedBlock {
+    let service = |name: &str, d: &str| {
+        NestedBlock::single(
+            name,
+            Block::new()
+                .description(d)
+                .attr(Attribute::string("host").required().description("Host name.").validate(validate::not_blank()))
+                .attr(Attribute::number("port").optional().description("Port."))
+                .attr(Attribute::string("username").optional().description("User name (databases)."))
+                .attr(Attribute::string("database").optional().description("Database name (databases)."))
+                .attr(Attribute::string("password_secret_arn").optional().description("Secrets Manager secret holding the password, read at boot by the instance profile: no password passes through Terraform.").validate(validate::prefixed("arn:")))
+                .attr(Attribute::bool("tls").optional().description("Use TLS (Redis).")),
+        )
+    };
+    NestedBlock::single(
+        "dify",
+        Block::new()
+            .description("Dify settings. The boot configuration (environment, secrets, upgrades) grows here; today it selects the release and the shared services that make more than one instance safe.")
+            .attr(Attribute::string("version").optional().description("Dify release tag whose Compose files are used, such as `1.13.3` (never the moving main branch). Default `1.13.3`.").validate(validate::not_blank()))
+            .attr(Attribute::string("vector_store_url").optional().description("URL of an external vector store shared by all instances."))
+            .block(service("external_database", "External PostgreSQL shared by all instances."))
+            .block(service("external_redis", "External Redis shared by all instances."))
+            .block(NestedBlock::single(
+                "s3_storage",
+                Block::new()
+                    .description("S3 bucket for uploaded files, shared by all instances.")
+                    .attr(Attribute::string("bucket").required().description("Bucket name."))
+                    .attr(Attribute::string("region").optional().description("Bucket region.")),
+            )),
+    )
+}
+
+fn identity(name: &str) -> Value {
+    object! {"name" => Value::string(name)}
+}
+
+/// The shared services a multi-instance stack needs, and which of them the configuration lacks.
+fn missing_shared_services(config: &Value) -> Vec<&'static str> {
+    let dify = config.get("dify");
+    let mut missing = Vec::new();
+    if dify.get("external_database").is_null() {
+        missing.push("external_database");
+    }
+    if dify.get("external_redis").is_null() {
+        missing.push("external_redis");
+    }
+    if dify.get("vector_store_url").is_null() {
+        missing.push("vector_store_url");
+    }
+    if dify.get("s3_storage").is_null() {
+        missing.push("s3_storage");
+    }
+    missing
+}
+
+#[async_trait]
+impl Resource for Ec2Stack {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        let list = |n: &str, d: &str| Attribute::new(n, Type::list(Type::String)).computed().description(d);
+        Schema::new(
+            Block::new()
+                .description("Dify's compute: EC2 instances in private subnets from a launch template (IMDSv2, encrypted gp3 root, no public IP), their security group (the app port from the load balancer only), the data volume of each instance, and registration behind the load balancer. No SSH: use Session Manager.")
+                .attr(Attribute::string("id").computed().use_state_for_unknown().description("The stack name."))
+                .attr(Attribute::string("name").required().requires_replace().description("Stack name: instances are named after it (`name`, or `name-1`, `name-2`… when there are several) and every object carries the tag `dify:stack = name`.").validate(validate::not_blank()))
+                .attr(Attribute::new("subnet_ids", Type::list(Type::String)).required().description("Private subnets; instance i goes to subnet i mod n, so two instances span two zones.").validate(validate::each(validate::prefixed("subnet-"))))
+                .attr(Attribute::number("instance_count").default(Value::int(1)).description("Number of instances, 1–10. More than one needs shared external services (see `dify`).").validate(validate::int_between(1, 10)))
+                .attr(Attribute::string("instance_type").default(Value::string("t3.medium")).description("Instance type. Changes in place: each instance is deregistered, stopped, changed, started and registered again, one at a time."))
+                .attr(Attribute::string("ami_id").optional().computed().use_state_for_unknown().requires_replace().description("Image id. Default: the latest Amazon Linux 2023 for the instance type's architecture, resolved at create and then kept, so a new AMI release never replaces instances; an explicit change does.").validate(validate::prefixed("ami-")))
+                .attr(Attribute::number("root_volume_size_gb").default(Value::int(30)).description("Size of the encrypted gp3 root volume (GiB) for new instances.").validate(validate::int_between(8, 16384)))
+                .attr(Attribute::string("iam_instance_profile").optional().description("Instance profile name. It needs the AmazonSSMManagedInstanceCore policy for Session Manager (and Secrets Manager read access for external service passwords)."))
+                .attr(Attribute::string("key_name").optional().description("EC2 key pair. Discouraged: use Session Manager instead of SSH; the security group opens no SSH port either way."))
+                .attr(Attribute::number("app_port").default(Value::int(80)).description("The port Dify's nginx listens on; the only ingress, from `alb_security_group_id`.").validate(validate::int_between(1, 65535)))
+                .attr(Attribute::string("alb_security_group_id").optional().description("The load balancer's security group (`dify_alb.security_group_id`), allowed in on `app_port`.").validate(validate::prefixed("sg-")))
+                .attr(Attribute::new("additional_security_group_ids", Type::set(Type::String)).optional().description("More security groups for the instances.").validate(validate::each(validate::prefixed("sg-"))))
+                .attr(Attribute::new("data_volume_ids", Type::list(Type::String)).optional().description("One `dify_persistent_volume` per instance, in order, attached as /dev/sdf and mounted at /opt/dify-data. Each must be in its instance's zone. Never deleted with an instance, never force-detached: a change stops the instance, detaches, waits, attaches and starts it.").validate(validate::each(validate::prefixed("vol-"))))
+                .attr(Attribute::new("target_group_arns", Type::set(Type::String)).optional().description("Target groups to register every instance with (`dify_alb.target_group_arn`). Instances are deregistered and drained before they stop.").validate(validate::each(validate::prefixed("arn:"))))
+                .attr(Attribute::bool("wait_for_healthy").optional().computed().description("Wait until every target is healthy before the apply returns (default: true when target groups are set); fails at the timeout with the last reason AWS gave."))
+                .attr(Attribute::new("tags", Type::map(Type::String)).optional().description("Tags for every object, merged over the provider's `default_tags`."))
+                .attr(Attribute::new("tags_all", Type::map(Type::String)).computed().description("All tags, `default_tags` included."))
+                .attr(list("instance_ids", "Instance ids, by index."))
+                .attr(list("private_ips", "Private IP addresses, by index."))
+                .attr(list("availability_zones", "Availability zone of each instance, by index."))
+                .attr(Attribute::string("security_group_id").computed().description("The instances' security group."))
+                .attr(Attribute::string("launch_template_id").computed().description("The launch template."))
+                .attr(Attribute::number("launch_template_version").computed().description("The launch template version instances launch from; each change makes a new one."))
+                .block(dify_block())
+                .block(timeouts::block(&["create", "update", "delete"])),
+        )
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema { version: 0, attributes: vec![IdentityAttribute { name: "name".into(), ty: Type::String, description: "The stack name.".into(), required_for_import: true }] })
+    }
+
+    fn validate(&self, config: &Value, diags: &mut Diagnostics) {
+        let count = match config.get("instance_count") {
+            Value::Null => Some(1),
+            v => v.as_i64(),
+        };
+        if let (Some(count), Some(volumes)) = (count, config.get("data_volume_ids").elements()) {
+            if volumes.len() as i64 != count {
+                diags.error_at(AttrPath::root("data_volume_ids"), "One data volume per instance", format!("instance_count is {count} but data_volume_ids lists {}; give exactly one volume per instance, in order.", volumes.len()));
+            }
+        }
+        if let Some(subnets) = config.get("subnet_ids").elements() {
+            if subnets.is_empty() {
+                diags.error_at(AttrPath::root("subnet_ids"), "No subnets", "give at least one private subnet.");
+            }
+        }
+        if count.is_some_and(|c| c > 1) {
+            let missing = missing_shared_services(config);
+            if !missing.is_empty() && config.get("dify").is_wholly_known() {
+                diags.error_at(
+                    AttrPath::root("instance_count"),
+                    "Two Dify instances would split your data",
+                    format!(
+                        "with instance_count > 1 and Dify's bundled PostgreSQL, Redis, vector store and local file storage, every instance runs its own independent database behind one load balancer, and users see different data on each request. Either keep instance_count = 1 (with a standby documented in the guide), or point every instance at shared services in the `dify` block: missing {}.",
+                        missing.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    async fn modify_plan(&self, ctx: &Ctx, plan: &mut PlanRequest<'_>, diags: &mut Diagnostics) {
+        let aws = ctx.meta::<AwsClients>().ok();
+        let (prior, config) = (plan.prior, plan.config);
+        plan.planned.set("tags_all", planned_tags_all(config, aws));
+        plan.planned.set("id", plan.planned.get("name").clone());
+        if config.get("wait_for_healthy").is_null() {
+            let v = match plan.planned.get("target_group_arns") {
+                Value::Null => Value::Bool(false),
+                Value::Set(items) => Value::Bool(!items.is_empty()),
+                _ => Value::unknown(),
+            };
+            plan.planned.set("wait_for_healthy", v);
+        }
+        if config.get("iam_instance_profile").is_null() {
+            diags.push(Diagnostic::warning("No iam_instance_profile: Session Manager will not reach the instances", "set iam_instance_profile to a profile with the AmazonSSMManagedInstanceCore policy; the stack opens no SSH port.").at(AttrPath::root("iam_instance_profile")));
+        }
+
+        let count = plan.planned.get("instance_count").as_i64();
+        let configured = plan.planned.clone();
+        let changed = |a: &str| prior.get(a) != configured.get(a);
+        let instances_present = prior.get("instance_ids").elements().map(|e| e.len() as i64);
+        let relaid = prior.is_null() || count.is_none() || instances_present != count || changed("subnet_ids") || changed("instance_count");
+        for attr in INSTANCE_LISTS {
+            let v = if relaid { Value::unknown() } else { prior.get(attr).clone() };
+            plan.planned.set(attr, v);
+        }
+        for attr in ["security_group_id", "launch_template_id"] {
+            let v = if prior.get(attr).is_null() { Value::unknown() } else { prior.get(attr).clone() };
+            plan.planned.set(attr, v);
+        }
+        let template_changed = ["instance_type", "ami_id", "root_volume_size_gb", "iam_instance_profile", "key_name", "additional_security_group_ids"].iter().any(|a| changed(a));
+        let v = if prior.is_null() || template_changed || prior.get("launch_template_version").is_null() { Value::unknown() } else { prior.get("launch_template_version").clone() };
+        plan.planned.set("launch_template_version", v);
+
+        // Data volumes must be in their instances' zones; subnets that hand out public IPs get a warning.
+        let Some(aws) = aws else { return };
+        let subnet_ids: Vec<String> = plan.planned.get("subnet_ids").elements().unwrap_or_default().iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
+        let volumes: Vec<Option<String>> = plan.planned.get("data_volume_ids").elements().unwrap_or_default().iter().map(|v| v.as_str().map(str::to_string)).collect();
+        let subnets_known = !subnet_ids.is_empty() && subnet_ids.len() == plan.planned.get("subnet_ids").elements().map(|e| e.len()).unwrap_or(0);
+        if !subnets_known || !(prior.is_null() || changed("subnet_ids") || changed("data_volume_ids")) {
+            return;
+        }
+        let subnets = match aws.ec2.describe_subnets().set_subnet_ids(Some(subnet_ids.clone())).send().await {
+            Ok(o) => o.subnets.unwrap_or_default(),
+            Err(e) => return diags.error_at(AttrPath::root("subnet_ids"), "Checking the subnets", format!("EC2 DescribeSubnets: {}", errors::describe(&e))),
+        };
+        let zone_of: BTreeMap<String, String> = subnets.iter().filter_map(|s| Some((s.subnet_id()?.to_string(), s.availability_zone()?.to_string()))).collect();
+        for s in subnets.iter().filter(|s| s.map_public_ip_on_launch() == Some(true)) {
+            diags.push(Diagnostic::warning(
+                format!("Subnet {} assigns public IPs", s.subnet_id().unwrap_or_default()),
+                "the stack's instances never get one (the launch template disables it), but Dify instances belong in private subnets behind the load balancer.",
+            ).at(AttrPath::root("subnet_ids")));
+        }
+        let known: Vec<String> = volumes.iter().flatten().cloned().collect();
+        if known.is_empty() {
+            return;
+        }
+        let found = match aws.ec2.describe_volumes().set_volume_ids(Some(known)).send().await {
+            Ok(o) => o.volumes.unwrap_or_default(),
+            Err(e) => return diags.error_at(AttrPath::root("data_volume_ids"), "Checking the data volumes", format!("EC2 DescribeVolumes: {}", errors::describe(&e))),
+        };
+        for (i, v) in volumes.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let subnet = &subnet_ids[i % subnet_ids.len()];
+            let (Some(vol_zone), Some(subnet_zone)) = (found.iter().find(|f| f.volume_id() == Some(v.as_str())).and_then(|f| f.availability_zone()), zone_of.get(subnet)) else { continue };
+            if vol_zone != subnet_zone {
+                diags.error_at(
+                    AttrPath::root("data_volume_ids").index(i),
+                    format!("Data volume {v} is in {vol_zone}, but instance {} goes to {subnet_zone}", i + 1),
+                    format!("instance {} is placed in subnet {subnet} ({subnet_zone}); EBS volumes attach only within their zone. Create the volume in {subnet_zone}, or reorder subnet_ids.", i + 1),
+                );
+            }
+        }
+    }
+
+    async fn create(&self, ctx: &Ctx, planned: &Value, _config: &Value, diags: &mut Diagnostics) -> Option<ResourceState> {
+        let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
+        let spec: Spec = decode(&planned.without_unknowns()).map_err(|d| diags.push(d)).ok()?;
+        let timeout = timeouts::get(planned, "create", CREATE_TIMEOUT);
+        // An interrupted create left objects tagged with the stack name: resume from them.
+        let current = match observe(aws, &spec.name, &[], None, None).await {
+            Ok(o) => o,
+            Err(e) => {
+                diags.error(format!("Error creating EC2 stack ({})", spec.name), e);
+                return None;
+            }
+        };
+        let result = converge(&ctx.cancel, aws, &spec, &current, &BTreeSet::new(), timeout).await;
+        self.finish(aws, &spec, planned, result, &format!("creating EC2 stack ({})", spec.name), diags).await
+    }
+
+    async fn read(&self, ctx: &Ctx, state: &Value, _private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
+        let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
+        let name = state.get("name").as_str()?.to_string();
+        let ids: Vec<String> = state.get("instance_ids").elements().unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        match observe(aws, &name, &ids, state.get("security_group_id").as_str(), state.get("launch_template_id").as_str()).await {
+            Ok(o) if o.instances.is_empty() && o.security_group.is_none() && o.launch_template_id.is_none() => None,
+            Ok(o) => Some(ResourceState { state: stack_state(state, &o, aws), private: Private::default(), identity: Some(identity(&name)) }),
+            Err(e) => {
+                diags.error(format!("Error reading EC2 stack ({name})"), e);
+                Some(ResourceState { state: state.clone(), private: Private::default(), identity: Some(identity(&name)) })
+            }
+        }
+    }
+
+    async fn update(&self, ctx: &Ctx, prior: &Value, planned: &Value, _config: &Value, _private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
+        let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
+        let spec: Spec = decode(&planned.without_unknowns()).map_err(|d| diags.push(d)).ok()?;
+        let timeout = timeouts::get(planned, "update", UPDATE_TIMEOUT);
+        let ids: Vec<String> = prior.get("instance_ids").elements().unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        let what = format!("updating EC2 stack ({})", spec.name);
+        let current = match observe(aws, &spec.name, &ids, prior.get("security_group_id").as_str(), prior.get("launch_template_id").as_str()).await {
+            Ok(o) => o,
+            Err(e) => {
+                diags.error(format!("Error {what}"), e);
+                return Some(ResourceState { state: prior.clone(), private: Private::default(), identity: Some(identity(&spec.name)) });
+            }
+        };
+        let previous_groups: BTreeSet<String> = decode(prior.get("target_group_arns")).unwrap_or_default();
+        let result = converge(&ctx.cancel, aws, &spec, &current, &previous_groups, timeout).await;
+        self.finish(aws, &spec, planned, result, &what, diags).await
+    }
+
+    async fn delete(&self, ctx: &Ctx, prior: &Value, _private: &Private, diags: &mut Diagnostics) {
+        let Ok(aws) = ctx.meta::<AwsClients>().map_err(|d| diags.push(d)) else { return };
+        let name = prior.get("name").as_str().unwrap_or_default().to_string();
+        let ids: Vec<String> = prior.get("instance_ids").elements().unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        let timeout = timeouts::get(prior, "delete", DELETE_TIMEOUT);
+        let o = match observe(aws, &name, &ids, prior.get("security_group_id").as_str(), prior.get("launch_template_id").as_str()).await {
+            Ok(o) => o,
+            Err(e) => return diags.error(format!("Error deleting EC2 stack ({name})"), e),
+        };
+        let groups: BTreeSet<String> = decode(prior.get("target_group_arns")).unwrap_or_default();
+        if let Err(e) = tear_down(&ctx.cancel, aws, &o, &groups, timeout).await {
+            diags.error(format!("Error deleting EC2 stack ({name})"), e);
+        }
+    }
+
+    async fn import(&self, ctx: &Ctx, id: &str, identity_value: Option<&Value>, diags: &mut Diagnostics) -> Option<ResourceState> {
+        let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
+        let id = identity_value.and_then(|i| i.get("name").as_str()).unwrap_or(id).trim().to_string();
+        let (name_hint, ids): (String, Vec<String>) = if id.starts_with("i-") {
+            (String::new(), id.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        } else {
+            (id.clone(), vec![])
+        };
+        let o = match observe(aws, &name_hint, &ids, None, None).await {
+            Ok(o) => o,
+            Err(e) => {
+                diags.error(format!("Error importing EC2 stack ({id})"), e);
+                return None;
+            }
+        };
+        if o.instances.is_empty() {
+            diags.error(format!("Cannot import EC2 stack {id:?}"), "no instances found: give the stack name (its instances carry the tag dify:stack = name) or a comma-separated list of instance ids (i-aaa,i-bbb).");
+            return None;
+        }
+        let count = o.instances.len();
+        let name = if !name_hint.is_empty() {
+            name_hint
+        } else {
+            let first = o.instances.values().next().map(|i| tags::from_ec2(i.tags())).unwrap_or_default();
+            let n = first.get(STACK_TAG).or_else(|| first.get(tags::NAME)).cloned().unwrap_or_else(|| "dify".into());
+            if count > 1 {
+                n.strip_suffix("-1").map(str::to_string).unwrap_or(n)
+            } else {
+                n
+            }
+        };
+        let mut subnets: Vec<String> = Vec::new();
+        for i in o.instances.values() {
+            if let Some(s) = i.subnet_id() {
+                if !subnets.iter().any(|x| x == s) {
+                    subnets.push(s.to_string());
+                }
+            }
+        }
+        let base = object! {
+            "name" => Value::string(&name),
+            "subnet_ids" => Value::List(subnets.iter().map(Value::string).collect()),
+            "instance_count" => Value::int(count as i64),
+            "root_volume_size_gb" => Value::int(30),
+            "app_port" => Value::int(80),
+        };
+        Some(ResourceState { state: stack_state(&base, &o, aws), private: Private::default(), identity: Some(identity(&name)) })
+    }
+}
+
+impl Ec2Stack {
+    /// Reads the stack back after a converge; on failure records what exists (the apply reports the error) so
+    /// nothing is orphaned.
+    async fn finish(&self, aws: &AwsClients, spec: &Spec, planned: &Value, result: Result<ops::Converged, String>, what: &str, diags: &mut Diagnostics) -> Option<ResourceState> {
+        let (ids, sg, lt) = match &result {
+            Ok(c) => (c.instance_ids.clone(), Some(c.security_group_id.clone()), Some(c.launch_template_id.clone())),
+            Err(e) => {
+                diags.error(format!("Error {what}"), e.clone());
+                (vec![], None, None)
+            }
+        };
+        match observe(aws, &spec.name, &ids, sg.as_deref(), lt.as_deref()).await {
+            Ok(o) if result.is_err() && o.instances.is_empty() && o.security_group.is_none() && o.launch_template_id.is_none() => None,
+            Ok(o) => Some(ResourceState { state: stack_state(planned, &o, aws), private: Private::default(), identity: Some(identity(&spec.name)) }),
+            Err(e) => {
+                diags.error(format!("Error {what}: reading it back"), e);
+                None
+            }
+        }
+    }
+}
+
+/// State from what AWS holds; `base` (plan, prior state or import skeleton) supplies configuration-only values.
+fn stack_state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
+    let list = |f: &dyn Fn(&aws_sdk_ec2::types::Instance) -> Option<String>| Value::List(o.instances.values().map(|i| f(i).map(Value::String).unwrap_or(Value::Null)).collect());
+    let first = o.instances.values().next();
+    let all_tags = first.map(|i| tags::from_ec2(i.tags())).unwrap_or_default();
+    let visible = tags::user_visible(&all_tags);
+    let visible: BTreeMap<String, String> = visible.into_iter().filter(|(k, _)| !k.starts_with("aws:")).collect();
+    let to_map = |m: &BTreeMap<String, String>| Value::Map(m.iter().map(|(k, v)| (k.clone(), Value::string(v))).collect());
+    let own_tags = match base.get("tags").entries() {
+        Some(configured) => to_map(&visible.iter().filter(|(k, v)| configured.contains_key(*k) || aws.default_tags.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()),
+        None => {
+            let extra: BTreeMap<String, String> = visible.iter().filter(|(k, v)| aws.default_tags.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            if extra.is_empty() { Value::Null } else { to_map(&extra) }
+        }
+    };
+    let port = base.get("app_port").as_i64().unwrap_or(80) as i32;
+    let alb_sg = o.security_group.as_ref().and_then(|sg| {
+        sg.ip_permissions().iter().filter(|p| p.from_port() == Some(port)).flat_map(|p| p.user_id_group_pairs()).find_map(|g| g.group_id().map(str::to_string))
+    });
+    let volumes: Vec<Option<String>> = o.instances.values().map(data_volume_of).collect();
+    let data_volume_ids = if volumes.iter().all(Option::is_none) && base.get("data_volume_ids").is_null() {
+        Value::Null
+    } else {
+        Value::List(volumes.into_iter().map(|v| v.map(Value::String).unwrap_or(Value::Null)).collect())
+    };
+    let mut state = base.clone();
+    if state.is_null() {
+        state = Value::Object(BTreeMap::new());
+    }
+    let name = base.get("name").clone();
+    let set = |s: &mut Value, k: &str, v: Value| s.set(k, v);
+    set(&mut state, "id", name);
+    set(&mut state, "instance_ids", list(&|i| i.instance_id().map(str::to_string)));
+    set(&mut state, "private_ips", list(&|i| i.private_ip_address().map(str::to_string)));
+    set(&mut state, "availability_zones", list(&|i| i.placement().and_then(|p| p.availability_zone()).map(str::to_string)));
+    if let Some(i) = first {
+        set(&mut state, "instance_type", i.instance_type().map(|t| Value::string(t.as_str())).unwrap_or(Value::Null));
+        set(&mut state, "ami_id", i.image_id().map(Value::string).unwrap_or(Value::Null));
+        if base.get("iam_instance_profile").is_null() && base.get("key_name").is_null() {
+            set(&mut state, "key_name", i.key_name().map(Value::string).unwrap_or(Value::Null));
+        }
+    }
+    if base.get("instance_type").is_null() && first.is_none() {
+        set(&mut state, "instance_type", Value::string("t3.medium"));
+    }
+    set(&mut state, "alb_security_group_id", alb_sg.map(Value::String).unwrap_or(Value::Null));
+    set(&mut state, "data_volume_ids", data_volume_ids);
+    set(&mut state, "security_group_id", o.security_group.as_ref().and_then(|g| g.group_id()).map(Value::string).unwrap_or(Value::Null));
+    set(&mut state, "launch_template_id", o.launch_template_id.clone().map(Value::String).unwrap_or(Value::Null));
+    set(&mut state, "launch_template_version", o.launch_template_version.map(Value::int).unwrap_or(Value::Null));
+    set(&mut state, "tags", own_tags);
+    set(&mut state, "tags_all", to_map(&visible));
+    if state.get("wait_for_healthy").is_null() || state.get("wait_for_healthy").is_unknown() {
+        let has_groups = state.get("target_group_arns").elements().is_some_and(|e| !e.is_empty());
+        set(&mut state, "wait_for_healthy", Value::Bool(has_groups));
+    }
+    // Anything still unknown (a failed apply) is recorded as null.
+    state.without_unknowns()
+}
+
+pub fn resource() -> Arc<dyn Resource> {
+    Arc::new(Ec2Stack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_instances_need_every_shared_service() {
+        let mut d = Diagnostics::new();
+        let config = object! {"instance_count" => Value::int(2), "dify" => Value::Null, "data_volume_ids" => Value::Null, "subnet_ids" => Value::Null};
+        Ec2Stack.validate(&config, &mut d);
+        assert!(d.has_errors());
+        assert!(d.0[0].detail.contains("external_database, external_redis, vector_store_url, s3_storage"));
+    }
+}

@@ -1,0 +1,656 @@
+//! Reading and converging a `dify_ec2_stack`: its security group, launch template and instances (one per index),
+//! data volume attachments and target registrations. Every change to an instance follows the safe order:
+//! deregister and drain, stop, change, start, register, wait healthy — one instance at a time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{
+    AttributeValue, Filter, Instance, InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, IpPermission,
+    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateSpecification, RequestLaunchTemplateData, ResourceType, SecurityGroup, UserIdGroupPair, VolumeType,
+};
+use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetHealthStateEnum};
+use base64::Engine;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::wait::{wait_until, Status};
+use crate::aws::{errors, tags, AwsClients};
+use crate::boot::{self, BootParams};
+use crate::log;
+
+/// Tag carrying an instance's index in the stack.
+pub const INDEX_TAG: &str = "dify:index";
+/// Tag naming the stack an object belongs to.
+pub const STACK_TAG: &str = "dify:stack";
+pub const DATA_DEVICE: &str = "/dev/sdf";
+
+/// The part of the `dify` block the boot script uses today (the rest is checked at plan by the split-brain guard).
+#[derive(Deserialize, Clone, Debug, Default)]
+pub struct DifySettings {
+    pub version: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct Spec {
+    pub name: String,
+    pub subnet_ids: Vec<String>,
+    pub instance_count: i64,
+    pub instance_type: String,
+    pub ami_id: Option<String>,
+    pub root_volume_size_gb: i64,
+    pub iam_instance_profile: Option<String>,
+    pub key_name: Option<String>,
+    pub app_port: i64,
+    pub alb_security_group_id: Option<String>,
+    pub additional_security_group_ids: Option<BTreeSet<String>>,
+    pub data_volume_ids: Option<Vec<String>>,
+    pub target_group_arns: Option<BTreeSet<String>>,
+    pub wait_for_healthy: Option<bool>,
+    pub dify: Option<DifySettings>,
+    pub tags_all: Option<BTreeMap<String, String>>,
+}
+
+impl Spec {
+    pub fn instance_name(&self, index: usize) -> String {
+        if self.instance_count == 1 {
+            self.name.clone()
+        } else {
+            format!("{}-{}", self.name, index + 1)
+        }
+    }
+    pub fn subnet(&self, index: usize) -> &str {
+        &self.subnet_ids[index % self.subnet_ids.len()]
+    }
+    pub fn data_volume(&self, index: usize) -> Option<&str> {
+        self.data_volume_ids.as_ref().and_then(|v| v.get(index)).map(String::as_str)
+    }
+    fn dify_version(&self) -> &str {
+        self.dify.as_ref().and_then(|d| d.version.as_deref()).unwrap_or(boot::DEFAULT_DIFY_VERSION)
+    }
+    pub fn target_groups(&self) -> BTreeSet<String> {
+        self.target_group_arns.clone().unwrap_or_default()
+    }
+}
+
+/// What AWS holds for a stack.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub security_group: Option<SecurityGroup>,
+    pub launch_template_id: Option<String>,
+    pub launch_template_version: Option<i64>,
+    /// Live (not terminated) instances by index.
+    pub instances: BTreeMap<usize, Instance>,
+}
+
+pub fn index_of(i: &Instance) -> Option<usize> {
+    i.tags().iter().find(|t| t.key() == Some(INDEX_TAG)).and_then(|t| t.value()).and_then(|v| v.parse().ok())
+}
+
+pub fn data_volume_of(i: &Instance) -> Option<String> {
+    i.block_device_mappings().iter().find(|m| m.device_name() == Some(DATA_DEVICE)).and_then(|m| m.ebs()).and_then(|e| e.volume_id()).map(str::to_string)
+}
+
+fn live(i: &Instance) -> bool {
+    !matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown))
+}
+
+/// Reads the stack: instances by the ids in state (or, for a stack not yet in state, by its ownership tag), then its
+/// security group and launch template. Instances without an index tag (imported from an older module) take their
+/// position in `instance_ids`.
+pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], security_group_id: Option<&str>, launch_template_id: Option<&str>) -> Result<Observed, String> {
+    let req = aws.ec2.describe_instances();
+    let req = if instance_ids.is_empty() {
+        req.filters(Filter::builder().name(format!("tag:{STACK_TAG}")).values(name).build())
+    } else {
+        req.filters(Filter::builder().name("instance-id").set_values(Some(instance_ids.to_vec())).build())
+    };
+    let out = req.send().await.map_err(|e| format!("EC2 DescribeInstances: {}", errors::describe(&e)))?;
+    let found: Vec<Instance> = out.reservations().iter().flat_map(|r| r.instances()).filter(|i| live(i)).cloned().collect();
+    let mut instances = BTreeMap::new();
+    for i in found {
+        let position = instance_ids.iter().position(|id| Some(id.as_str()) == i.instance_id());
+        if let Some(index) = index_of(&i).or(position) {
+            instances.insert(index, i);
+        }
+    }
+    let sg_id = security_group_id
+        .map(str::to_string)
+        .or_else(|| instances.values().flat_map(|i| i.security_groups()).find(|g| g.group_name().is_some_and(|n| n == format!("{name}-instances"))).and_then(|g| g.group_id()).map(str::to_string))
+        .or_else(|| instances.values().next().and_then(|i| i.security_groups().first()).and_then(|g| g.group_id()).map(str::to_string));
+    let lt_id = launch_template_id.map(str::to_string).or_else(|| {
+        instances.values().flat_map(|i| i.tags()).find(|t| t.key() == Some("aws:ec2launchtemplate:id")).and_then(|t| t.value()).map(str::to_string)
+    });
+    let (sg, lt) = tokio::join!(
+        async {
+            match &sg_id {
+                Some(id) => match aws.ec2.describe_security_groups().group_ids(id).send().await {
+                    Ok(o) => Ok(o.security_groups.unwrap_or_default().into_iter().next()),
+                    Err(e) if errors::is_not_found(&e) => Ok(None),
+                    Err(e) => Err(format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e))),
+                },
+                None => Ok(None),
+            }
+        },
+        async {
+            let req = aws.ec2.describe_launch_templates();
+            let req = match &lt_id {
+                Some(id) => req.launch_template_ids(id),
+                None => req.launch_template_names(format!("{name}-lt")),
+            };
+            match req.send().await {
+                Ok(o) => Ok(o.launch_templates.unwrap_or_default().into_iter().next()),
+                Err(e) if errors::is_not_found(&e) || errors::code(&e) == Some("InvalidLaunchTemplateName.NotFoundException") => Ok(None),
+                Err(e) => Err(format!("EC2 DescribeLaunchTemplates: {}", errors::describe(&e))),
+            }
+        }
+    );
+    let lt = lt?;
+    Ok(Observed {
+        security_group: sg?,
+        launch_template_id: lt.as_ref().and_then(|t| t.launch_template_id()).map(str::to_string),
+        launch_template_version: lt.as_ref().and_then(|t| t.latest_version_number()),
+        instances,
+    })
+}
+
+pub struct Converged {
+    pub instance_ids: Vec<String>,
+    pub security_group_id: String,
+    pub launch_template_id: String,
+}
+
+/// What the launch template holds; a change makes a new version.
+#[derive(Debug, PartialEq)]
+struct TemplateInputs {
+    ami: String,
+    instance_type: String,
+    root_size: i64,
+    profile: Option<String>,
+    key: Option<String>,
+    groups: BTreeSet<String>,
+}
+
+async fn resolve_ami(aws: &AwsClients, spec: &Spec) -> Result<(String, String), String> {
+    let ami = match &spec.ami_id {
+        Some(a) => a.clone(),
+        None => {
+            let types = aws
+                .ec2
+                .describe_instance_types()
+                .instance_types(InstanceType::from(spec.instance_type.as_str()))
+                .send()
+                .await
+                .map_err(|e| format!("EC2 DescribeInstanceTypes: {}", errors::describe(&e)))?;
+            let arm = types.instance_types().first().and_then(|t| t.processor_info()).map(|p| p.supported_architectures().iter().any(|a| a.as_str() == "arm64")).unwrap_or(false);
+            let image = crate::data_sources::ami::latest_al2023(aws, if arm { "arm64" } else { "x86_64" }).await?;
+            image.image_id().unwrap_or_default().to_string()
+        }
+    };
+    let images = aws.ec2.describe_images().image_ids(&ami).send().await.map_err(|e| format!("EC2 DescribeImages {ami}: {}", errors::describe(&e)))?;
+    let root = images.images().first().and_then(|i| i.root_device_name()).unwrap_or("/dev/xvda").to_string();
+    Ok((ami, root))
+}
+
+async fn converge_security_group(aws: &AwsClients, spec: &Spec, current: Option<&SecurityGroup>, vpc_id: &str) -> Result<String, String> {
+    let name = format!("{}-instances", spec.name);
+    let mut wanted_tags = spec.tags_all.clone().unwrap_or_default();
+    wanted_tags.insert(tags::NAME.into(), name.clone());
+    wanted_tags.insert(STACK_TAG.into(), spec.name.clone());
+    let sg = match current {
+        Some(sg) => sg.clone(),
+        None => {
+            let existing = aws
+                .ec2
+                .describe_security_groups()
+                .filters(Filter::builder().name("group-name").values(&name).build())
+                .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+                .send()
+                .await
+                .map_err(|e| format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e)))?
+                .security_groups
+                .unwrap_or_default()
+                .into_iter()
+                .next();
+            match existing {
+                Some(sg) => sg,
+                None => {
+                    let id = aws
+                        .ec2
+                        .create_security_group()
+                        .group_name(&name)
+                        .description(format!("Dify instances of {}: the app port from the load balancer only", spec.name))
+                        .vpc_id(vpc_id)
+                        .tag_specifications(tags::specification(ResourceType::SecurityGroup, &wanted_tags))
+                        .send()
+                        .await
+                        .map_err(|e| format!("EC2 CreateSecurityGroup {name}: {}", errors::describe(&e)))?
+                        .group_id
+                        .unwrap_or_default();
+                    SecurityGroup::builder().group_id(id).build()
+                }
+            }
+        }
+    };
+    let id = sg.group_id().unwrap_or_default().to_string();
+    let port = spec.app_port as i32;
+    let have: BTreeSet<(i32, String)> = sg
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| p.user_id_group_pairs().iter().filter_map(move |g| Some((p.from_port().unwrap_or(-1), g.group_id()?.to_string()))))
+        .collect();
+    let stray_cidrs: Vec<IpPermission> = sg.ip_permissions().iter().filter(|p| !p.ip_ranges().is_empty() || !p.ipv6_ranges().is_empty()).cloned().collect();
+    let want: BTreeSet<(i32, String)> = spec.alb_security_group_id.iter().map(|g| (port, g.clone())).collect();
+    let rule = |(port, group): &(i32, String)| {
+        IpPermission::builder().ip_protocol("tcp").from_port(*port).to_port(*port).user_id_group_pairs(UserIdGroupPair::builder().group_id(group).build()).build()
+    };
+    let mut revoke: Vec<IpPermission> = have.difference(&want).map(rule).collect();
+    revoke.extend(stray_cidrs);
+    if !revoke.is_empty() {
+        aws.ec2.revoke_security_group_ingress().group_id(&id).set_ip_permissions(Some(revoke)).send().await.map_err(|e| format!("EC2 RevokeSecurityGroupIngress {id}: {}", errors::describe(&e)))?;
+    }
+    let add: Vec<IpPermission> = want.difference(&have).map(rule).collect();
+    if !add.is_empty() {
+        aws.ec2.authorize_security_group_ingress().group_id(&id).set_ip_permissions(Some(add)).send().await.map_err(|e| format!("EC2 AuthorizeSecurityGroupIngress {id}: {}", errors::describe(&e)))?;
+    }
+    let (upsert, remove) = tags::diff(&tags::from_ec2(sg.tags()), &wanted_tags);
+    if !upsert.is_empty() && current.is_some() {
+        aws.ec2.create_tags().resources(&id).set_tags(Some(tags::to_ec2(&upsert))).send().await.map_err(|e| format!("EC2 CreateTags {id}: {}", errors::describe(&e)))?;
+    }
+    if !remove.is_empty() {
+        let keys = remove.iter().map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build()).collect();
+        aws.ec2.delete_tags().resources(&id).set_tags(Some(keys)).send().await.map_err(|e| format!("EC2 DeleteTags {id}: {}", errors::describe(&e)))?;
+    }
+    Ok(id)
+}
+
+fn template_data(inputs: &TemplateInputs, root_device: &str) -> RequestLaunchTemplateData {
+    let mut data = RequestLaunchTemplateData::builder()
+        .image_id(&inputs.ami)
+        .instance_type(InstanceType::from(inputs.instance_type.as_str()))
+        .ebs_optimized(true)
+        .metadata_options(LaunchTemplateInstanceMetadataOptionsRequest::builder().http_tokens(LaunchTemplateHttpTokensState::Required).http_put_response_hop_limit(2).build())
+        .block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(root_device)
+                .ebs(LaunchTemplateEbsBlockDeviceRequest::builder().volume_size(inputs.root_size as i32).volume_type(VolumeType::Gp3).encrypted(true).delete_on_termination(true).build())
+                .build(),
+        )
+        .network_interfaces(
+            aws_sdk_ec2::types::LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                .device_index(0)
+                .associate_public_ip_address(false)
+                .set_groups(Some(inputs.groups.iter().cloned().collect()))
+                .build(),
+        );
+    if let Some(p) = &inputs.profile {
+        data = data.iam_instance_profile(LaunchTemplateIamInstanceProfileSpecificationRequest::builder().name(p).build());
+    }
+    if let Some(k) = &inputs.key {
+        data = data.key_name(k);
+    }
+    data.build()
+}
+
+async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Observed, inputs: &TemplateInputs, root_device: &str) -> Result<(String, i64, bool), String> {
+    let data = template_data(inputs, root_device);
+    let name = format!("{}-lt", spec.name);
+    match &current.launch_template_id {
+        None => {
+            let mut lt_tags = spec.tags_all.clone().unwrap_or_default();
+            lt_tags.insert(STACK_TAG.into(), spec.name.clone());
+            let out = aws
+                .ec2
+                .create_launch_template()
+                .launch_template_name(&name)
+                .launch_template_data(data)
+                .tag_specifications(tags::specification(ResourceType::LaunchTemplate, &lt_tags))
+                .send()
+                .await
+                .map_err(|e| format!("EC2 CreateLaunchTemplate {name}: {}", errors::describe(&e)))?;
+            let lt = out.launch_template.ok_or("EC2 CreateLaunchTemplate returned no template")?;
+            Ok((lt.launch_template_id.unwrap_or_default(), lt.latest_version_number.unwrap_or(1), true))
+        }
+        Some(id) => {
+            let version = current.launch_template_version.unwrap_or(1);
+            let now = aws
+                .ec2
+                .describe_launch_template_versions()
+                .launch_template_id(id)
+                .versions(version.to_string())
+                .send()
+                .await
+                .map_err(|e| format!("EC2 DescribeLaunchTemplateVersions: {}", errors::describe(&e)))?;
+            let d = now.launch_template_versions().first().and_then(|v| v.launch_template_data());
+            let existing = d.map(|d| TemplateInputs {
+                ami: d.image_id().unwrap_or_default().to_string(),
+                instance_type: d.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                root_size: d.block_device_mappings().first().and_then(|b| b.ebs()).and_then(|e| e.volume_size()).unwrap_or_default() as i64,
+                profile: d.iam_instance_profile().and_then(|p| p.name()).map(str::to_string),
+                key: d.key_name().map(str::to_string),
+                groups: d.network_interfaces().first().map(|n| n.groups().iter().cloned().collect()).unwrap_or_default(),
+            });
+            if existing.as_ref() == Some(inputs) {
+                return Ok((id.clone(), version, false));
+            }
+            let out = aws
+                .ec2
+                .create_launch_template_version()
+                .launch_template_id(id)
+                .launch_template_data(data)
+                .send()
+                .await
+                .map_err(|e| format!("EC2 CreateLaunchTemplateVersion {id}: {}", errors::describe(&e)))?;
+            let v = out.launch_template_version.and_then(|v| v.version_number).unwrap_or(version + 1);
+            aws.ec2
+                .modify_launch_template()
+                .launch_template_id(id)
+                .default_version(v.to_string())
+                .send()
+                .await
+                .map_err(|e| format!("EC2 ModifyLaunchTemplate {id}: {}", errors::describe(&e)))?;
+            Ok((id.clone(), v, true))
+        }
+    }
+}
+
+async fn wait_instance(cancel: &CancellationToken, aws: &AwsClients, id: &str, want: InstanceStateName, timeout: Duration) -> Result<Instance, String> {
+    wait_until(cancel, timeout, || async {
+        let out = aws.ec2.describe_instances().instance_ids(id).send().await.map_err(|e| format!("EC2 DescribeInstances: {}", errors::describe(&e)))?;
+        let i = out.reservations().iter().flat_map(|r| r.instances()).next().cloned();
+        Ok(match i {
+            Some(i) if i.state().and_then(|s| s.name()) == Some(&want) => Status::Done(i),
+            Some(i) => Status::Pending(i.state().and_then(|s| s.name()).map(|s| s.as_str().to_string()).unwrap_or_default()),
+            None => Status::Pending("not visible yet".into()),
+        })
+    })
+    .await
+    .map_err(|e| format!("waiting for {id} to be {}: {e}", want.as_str()))
+}
+
+async fn wait_volume_available(cancel: &CancellationToken, aws: &AwsClients, volume: &str, timeout: Duration) -> Result<(), String> {
+    wait_until(cancel, timeout, || async {
+        let out = aws.ec2.describe_volumes().volume_ids(volume).send().await.map_err(|e| format!("EC2 DescribeVolumes: {}", errors::describe(&e)))?;
+        let state = out.volumes().first().and_then(|v| v.state()).map(|s| s.as_str().to_string()).unwrap_or_default();
+        Ok(if state == "available" { Status::Done(()) } else { Status::Pending(state) })
+    })
+    .await
+    .map_err(|e| format!("waiting for {volume} to be detached: {e}"))
+}
+
+async fn attach(cancel: &CancellationToken, aws: &AwsClients, instance: &str, volume: &str, timeout: Duration) -> Result<(), String> {
+    aws.ec2.attach_volume().instance_id(instance).volume_id(volume).device(DATA_DEVICE).send().await.map_err(|e| format!("EC2 AttachVolume {volume} to {instance}: {}", errors::describe(&e)))?;
+    wait_until(cancel, timeout, || async {
+        let out = aws.ec2.describe_volumes().volume_ids(volume).send().await.map_err(|e| format!("EC2 DescribeVolumes: {}", errors::describe(&e)))?;
+        let state = out.volumes().first().and_then(|v| v.state()).map(|s| s.as_str().to_string()).unwrap_or_default();
+        Ok(if state == "in-use" { Status::Done(()) } else { Status::Pending(state) })
+    })
+    .await
+    .map_err(|e| format!("waiting for {volume} to attach: {e}"))
+}
+
+async fn register(aws: &AwsClients, groups: &BTreeSet<String>, instance: &str, port: i64) -> Result<(), String> {
+    for tg in groups {
+        aws.elbv2
+            .register_targets()
+            .target_group_arn(tg)
+            .targets(TargetDescription::builder().id(instance).port(port as i32).build())
+            .send()
+            .await
+            .map_err(|e| format!("ELBv2 RegisterTargets {instance} in {tg}: {}", errors::describe(&e)))?;
+    }
+    Ok(())
+}
+
+/// Deregisters and waits until the target has drained (AWS applies the target group's deregistration delay).
+async fn deregister(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<String>, instance: &str, timeout: Duration) -> Result<(), String> {
+    for tg in groups {
+        match aws.elbv2.deregister_targets().target_group_arn(tg).targets(TargetDescription::builder().id(instance).build()).send().await {
+            Ok(_) => {}
+            Err(e) if errors::is_not_found(&e) => continue,
+            Err(e) => return Err(format!("ELBv2 DeregisterTargets {instance} from {tg}: {}", errors::describe(&e))),
+        }
+        wait_until(cancel, timeout, || async {
+            let out = aws.elbv2.describe_target_health().target_group_arn(tg).send().await.map_err(|e| format!("ELBv2 DescribeTargetHealth: {}", errors::describe(&e)))?;
+            let draining = out.target_health_descriptions().iter().find(|d| d.target().and_then(|t| t.id()) == Some(instance)).and_then(|d| d.target_health()).and_then(|h| h.state()).cloned();
+            Ok(match draining {
+                None | Some(TargetHealthStateEnum::Unused) => Status::Done(()),
+                Some(s) => Status::Pending(format!("target {}", s.as_str())),
+            })
+        })
+        .await
+        .map_err(|e| format!("draining {instance} from {tg}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Waits until every instance is healthy in every target group; on timeout the error carries AWS's last reason.
+async fn wait_healthy(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<String>, instances: &[String], timeout: Duration) -> Result<(), String> {
+    for tg in groups {
+        wait_until(cancel, timeout, || async {
+            let out = aws.elbv2.describe_target_health().target_group_arn(tg).send().await.map_err(|e| format!("ELBv2 DescribeTargetHealth: {}", errors::describe(&e)))?;
+            for id in instances {
+                let d = out.target_health_descriptions().iter().find(|d| d.target().and_then(|t| t.id()) == Some(id.as_str()));
+                let h = d.and_then(|d| d.target_health());
+                if h.and_then(|h| h.state()) != Some(&TargetHealthStateEnum::Healthy) {
+                    let reason = h.and_then(|h| h.description()).or_else(|| h.and_then(|h| h.reason()).map(|r| r.as_str())).unwrap_or("not registered yet");
+                    return Ok(Status::Pending(format!("{id}: {} ({reason})", h.and_then(|h| h.state()).map(|s| s.as_str()).unwrap_or("unknown"))));
+                }
+            }
+            Ok(Status::Done(()))
+        })
+        .await
+        .map_err(|e| format!("waiting for healthy targets in {tg}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn user_data(spec: &Spec, index: usize) -> String {
+    let script = boot::render(&BootParams { dify_version: spec.dify_version(), data_volume_id: spec.data_volume(index) });
+    base64::engine::general_purpose::STANDARD.encode(script)
+}
+
+async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt: (&str, i64)) -> Result<String, String> {
+    // One instance per index and template version: a retried apply finds it by its tags (and AWS by the token).
+    let existing = aws
+        .ec2
+        .describe_instances()
+        .filters(Filter::builder().name(format!("tag:{STACK_TAG}")).values(&spec.name).build())
+        .filters(Filter::builder().name(format!("tag:{INDEX_TAG}")).values(index.to_string()).build())
+        .send()
+        .await
+        .map_err(|e| format!("EC2 DescribeInstances: {}", errors::describe(&e)))?;
+    if let Some(i) = existing.reservations().iter().flat_map(|r| r.instances()).find(|i| live(i)) {
+        let id = i.instance_id().unwrap_or_default().to_string();
+        log::info("adopting the instance an interrupted apply launched", &[("instance_id", id.clone().into()), ("index", (index as u64).into())]);
+        return Ok(id);
+    }
+    let token = tags::client_token(&[&spec.name, &index.to_string(), lt.0, &lt.1.to_string()]);
+    let mut instance_tags = spec.tags_all.clone().unwrap_or_default();
+    instance_tags.insert(tags::NAME.into(), spec.instance_name(index));
+    instance_tags.insert(STACK_TAG.into(), spec.name.clone());
+    instance_tags.insert(INDEX_TAG.into(), index.to_string());
+    let mut volume_tags = spec.tags_all.clone().unwrap_or_default();
+    volume_tags.insert(tags::NAME.into(), format!("{}-root", spec.instance_name(index)));
+    volume_tags.insert(STACK_TAG.into(), spec.name.clone());
+    let mut groups = vec![sg_id.to_string()];
+    groups.extend(spec.additional_security_group_ids.clone().unwrap_or_default());
+    // The emulator ignores a template's network interfaces and metadata options, so they are passed here too
+    // (AWS accepts both).
+    let out = aws
+        .ec2
+        .run_instances()
+        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(lt.0).version(lt.1.to_string()).build())
+        .min_count(1)
+        .max_count(1)
+        .client_token(&token)
+        .network_interfaces(
+            InstanceNetworkInterfaceSpecification::builder().device_index(0).subnet_id(spec.subnet(index)).associate_public_ip_address(false).set_groups(Some(groups)).build(),
+        )
+        .metadata_options(InstanceMetadataOptionsRequest::builder().http_tokens(aws_sdk_ec2::types::HttpTokensState::Required).http_put_response_hop_limit(2).build())
+        .user_data(user_data(spec, index))
+        .tag_specifications(tags::specification(ResourceType::Instance, &instance_tags))
+        .tag_specifications(tags::specification(ResourceType::Volume, &volume_tags))
+        .send()
+        .await
+        .map_err(|e| format!("EC2 RunInstances ({}): {}", spec.instance_name(index), errors::describe(&e)))?;
+    out.instances().first().and_then(|i| i.instance_id()).map(str::to_string).ok_or_else(|| "EC2 RunInstances returned no instance".to_string())
+}
+
+/// Stops an instance safely: deregistered and drained first.
+async fn stop(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec, id: &str, timeout: Duration) -> Result<(), String> {
+    deregister(cancel, aws, &spec.target_groups(), id, timeout).await?;
+    aws.ec2.stop_instances().instance_ids(id).send().await.map_err(|e| format!("EC2 StopInstances {id}: {}", errors::describe(&e)))?;
+    wait_instance(cancel, aws, id, InstanceStateName::Stopped, timeout).await?;
+    Ok(())
+}
+
+async fn start(cancel: &CancellationToken, aws: &AwsClients, id: &str, timeout: Duration) -> Result<(), String> {
+    aws.ec2.start_instances().instance_ids(id).send().await.map_err(|e| format!("EC2 StartInstances {id}: {}", errors::describe(&e)))?;
+    wait_instance(cancel, aws, id, InstanceStateName::Running, timeout).await?;
+    Ok(())
+}
+
+pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec, current: &Observed, previous_groups: &BTreeSet<String>, timeout: Duration) -> Result<Converged, String> {
+    let vpc = aws
+        .ec2
+        .describe_subnets()
+        .subnet_ids(&spec.subnet_ids[0])
+        .send()
+        .await
+        .map_err(|e| format!("EC2 DescribeSubnets: {}", errors::describe(&e)))?
+        .subnets()
+        .first()
+        .and_then(|s| s.vpc_id())
+        .map(str::to_string)
+        .ok_or("the first subnet has no VPC")?;
+    let sg_id = converge_security_group(aws, spec, current.security_group.as_ref(), &vpc).await?;
+    let (ami, root_device) = resolve_ami(aws, spec).await?;
+    let mut groups: BTreeSet<String> = spec.additional_security_group_ids.clone().unwrap_or_default();
+    groups.insert(sg_id.clone());
+    let inputs = TemplateInputs {
+        ami: ami.clone(),
+        instance_type: spec.instance_type.clone(),
+        root_size: spec.root_volume_size_gb,
+        profile: spec.iam_instance_profile.clone(),
+        key: spec.key_name.clone(),
+        groups,
+    };
+    let (lt_id, lt_version, _) = converge_launch_template(aws, spec, current, &inputs, &root_device).await?;
+    let groups_now = spec.target_groups();
+    let count = spec.instance_count as usize;
+
+    // Scale in: highest indexes first, deregistered before they are terminated; their data volumes survive.
+    for (index, i) in current.instances.iter().rev().filter(|(index, _)| **index >= count) {
+        let id = i.instance_id().unwrap_or_default().to_string();
+        log::info("scaling in", &[("instance_id", id.clone().into()), ("index", (*index as u64).into())]);
+        deregister(cancel, aws, previous_groups, &id, timeout).await?;
+        aws.ec2.terminate_instances().instance_ids(&id).send().await.map_err(|e| format!("EC2 TerminateInstances {id}: {}", errors::describe(&e)))?;
+        wait_instance(cancel, aws, &id, InstanceStateName::Terminated, timeout).await?;
+    }
+
+    let mut ids = Vec::with_capacity(count);
+    for index in 0..count {
+        let id = match current.instances.get(&index) {
+            Some(i) => {
+                let id = i.instance_id().unwrap_or_default().to_string();
+                let type_now = i.instance_type().map(|t| t.as_str()).unwrap_or_default();
+                let volume_now = data_volume_of(i);
+                let wanted_volume = spec.data_volume(index).map(str::to_string);
+                let retype = type_now != spec.instance_type;
+                let reattach = volume_now != wanted_volume;
+                if retype || reattach {
+                    // One instance at a time: deregister and drain, stop, change, start, register, wait healthy.
+                    stop(cancel, aws, spec, &id, timeout).await?;
+                    if retype {
+                        aws.ec2
+                            .modify_instance_attribute()
+                            .instance_id(&id)
+                            .instance_type(AttributeValue::builder().value(&spec.instance_type).build())
+                            .send()
+                            .await
+                            .map_err(|e| format!("EC2 ModifyInstanceAttribute {id}: {}", errors::describe(&e)))?;
+                    }
+                    if reattach {
+                        if let Some(old) = &volume_now {
+                            aws.ec2
+                                .detach_volume()
+                                .instance_id(&id)
+                                .volume_id(old)
+                                .device(DATA_DEVICE)
+                                .send()
+                                .await
+                                .map_err(|e| format!("EC2 DetachVolume {old} from {id}: {}", errors::describe(&e)))?;
+                            wait_volume_available(cancel, aws, old, timeout).await?;
+                        }
+                        if let Some(new) = &wanted_volume {
+                            attach(cancel, aws, &id, new, timeout).await?;
+                        }
+                    }
+                    start(cancel, aws, &id, timeout).await?;
+                    register(aws, &groups_now, &id, spec.app_port).await?;
+                    if spec.wait_for_healthy.unwrap_or(false) {
+                        wait_healthy(cancel, aws, &groups_now, std::slice::from_ref(&id), timeout).await?;
+                    }
+                } else {
+                    let new_groups: BTreeSet<String> = groups_now.difference(previous_groups).cloned().collect();
+                    register(aws, &new_groups, &id, spec.app_port).await?;
+                    let gone: BTreeSet<String> = previous_groups.difference(&groups_now).cloned().collect();
+                    deregister(cancel, aws, &gone, &id, timeout).await?;
+                }
+                id
+            }
+            None => {
+                let id = launch(aws, spec, index, &sg_id, (&lt_id, lt_version)).await?;
+                let running = wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await?;
+                if let Some(volume) = spec.data_volume(index) {
+                    if data_volume_of(&running).as_deref() != Some(volume) {
+                        attach(cancel, aws, &id, volume, timeout).await?;
+                    }
+                }
+                register(aws, &groups_now, &id, spec.app_port).await?;
+                id
+            }
+        };
+        ids.push(id);
+    }
+    if spec.wait_for_healthy.unwrap_or(false) {
+        wait_healthy(cancel, aws, &groups_now, &ids, timeout).await?;
+    }
+    Ok(Converged { instance_ids: ids, security_group_id: sg_id, launch_template_id: lt_id })
+}
+
+/// Deregisters and terminates every instance (data volumes survive), then deletes the template and security group.
+pub async fn tear_down(cancel: &CancellationToken, aws: &AwsClients, o: &Observed, groups: &BTreeSet<String>, timeout: Duration) -> Result<(), String> {
+    let ids: Vec<String> = o.instances.values().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+    for id in &ids {
+        deregister(cancel, aws, groups, id, timeout).await?;
+    }
+    if !ids.is_empty() {
+        aws.ec2.terminate_instances().set_instance_ids(Some(ids.clone())).send().await.map_err(|e| format!("EC2 TerminateInstances: {}", errors::describe(&e)))?;
+        for id in &ids {
+            wait_instance(cancel, aws, id, InstanceStateName::Terminated, timeout).await?;
+        }
+    }
+    if let Some(lt) = &o.launch_template_id {
+        if let Err(e) = aws.ec2.delete_launch_template().launch_template_id(lt).send().await {
+            if !errors::is_not_found(&e) && errors::code(&e) != Some("InvalidLaunchTemplateId.NotFound") {
+                return Err(format!("EC2 DeleteLaunchTemplate {lt}: {}", errors::describe(&e)));
+            }
+        }
+    }
+    if let Some(sg) = o.security_group.as_ref().and_then(|g| g.group_id()).map(str::to_string) {
+        wait_until(cancel, timeout, || async {
+            match aws.ec2.delete_security_group().group_id(&sg).send().await {
+                Ok(_) => Ok(Status::Done(())),
+                Err(e) if errors::is_not_found(&e) => Ok(Status::Done(())),
+                Err(e) if errors::code(&e) == Some("DependencyViolation") => Ok(Status::Pending("still used by network interfaces".into())),
+                Err(e) => Err(format!("EC2 DeleteSecurityGroup {sg}: {}", errors::describe(&e))),
+            }
+        })
+        .await
+        .map_err(|e| format!("deleting security group: {e}"))?;
+    }
+    Ok(())
+}
