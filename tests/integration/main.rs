@@ -2,6 +2,7 @@
 
 mod alb;
 mod ami;
+mod ec2_stack;
 mod harness;
 mod network;
 mod persistent_volume;

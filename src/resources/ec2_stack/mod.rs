@@ -19,7 +19,7 @@ use crate::framework::{timeouts, validate};
 use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, Resource, ResourceState};
 use crate::object;
 
-use self::ops::{converge, data_volume_of, observe, tear_down, Observed, Spec, STACK_TAG};
+use self::ops::{converge, data_volume_of, observe, read_template, tear_down, Observed, Spec, STACK_TAG, SUBNETS_TAG};
 use super::planned_tags_all;
 
 pub const TYPE_NAME: &str = "dify_ec2_stack";
@@ -336,12 +336,39 @@ impl Resource for Ec2Stack {
                 }
             }
         }
+        let first = o.instances.values().next();
+        let template = match &o.launch_template_id {
+            Some(lt) => read_template(aws, lt).await.unwrap_or_default(),
+            None => None,
+        };
+        let profile = template
+            .as_ref()
+            .and_then(|t| t.profile.clone())
+            .or_else(|| first.and_then(|i| i.iam_instance_profile()).and_then(|p| p.arn()).and_then(|arn| arn.rsplit('/').next()).map(str::to_string))
+            .map(Value::String)
+            .unwrap_or(Value::Null);
+        let key = template.as_ref().and_then(|t| t.key.clone()).or_else(|| first.and_then(|i| i.key_name()).map(str::to_string)).map(Value::String).unwrap_or(Value::Null);
+        let root_size = template.as_ref().map(|t| t.root_size).filter(|s| *s > 0).unwrap_or(30);
+        if let Some(recorded) = o.launch_template_tags.get(SUBNETS_TAG) {
+            subnets = recorded.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        }
+        let instance_ids: Vec<String> = o.instances.values().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+        let target_groups = match registered_target_groups(aws, &instance_ids).await {
+            Ok(t) => t,
+            Err(e) => {
+                diags.error(format!("Error importing EC2 stack ({id})"), e);
+                return None;
+            }
+        };
         let base = object! {
             "name" => Value::string(&name),
             "subnet_ids" => Value::List(subnets.iter().map(Value::string).collect()),
             "instance_count" => Value::int(count as i64),
-            "root_volume_size_gb" => Value::int(30),
+            "root_volume_size_gb" => Value::int(root_size),
             "app_port" => Value::int(80),
+            "iam_instance_profile" => profile,
+            "key_name" => key,
+            "target_group_arns" => if target_groups.is_empty() { Value::Null } else { Value::Set(target_groups.iter().map(Value::string).collect()) },
         };
         Some(ResourceState { state: stack_state(&base, &o, aws), private: Private::default(), identity: Some(identity(&name)) })
     }
@@ -365,6 +392,26 @@ impl Ec2Stack {
                 diags.error(format!("Error {what}: reading it back"), e);
                 None
             }
+        }
+    }
+}
+
+/// The target groups any of `instances` is registered with (import only: it reads every target group's health).
+async fn registered_target_groups(aws: &AwsClients, instances: &[String]) -> Result<BTreeSet<String>, String> {
+    let mut found = BTreeSet::new();
+    let mut marker = None;
+    loop {
+        let page = aws.elbv2.describe_target_groups().set_marker(marker).send().await.map_err(|e| format!("ELBv2 DescribeTargetGroups: {}", errors::describe(&e)))?;
+        for tg in page.target_groups() {
+            let Some(arn) = tg.target_group_arn() else { continue };
+            let health = aws.elbv2.describe_target_health().target_group_arn(arn).send().await.map_err(|e| format!("ELBv2 DescribeTargetHealth: {}", errors::describe(&e)))?;
+            if health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()).is_some_and(|id| instances.iter().any(|i| i == id))) {
+                found.insert(arn.to_string());
+            }
+        }
+        marker = page.next_marker().map(str::to_string);
+        if marker.is_none() {
+            return Ok(found);
         }
     }
 }
@@ -407,9 +454,6 @@ fn stack_state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
     if let Some(i) = first {
         set(&mut state, "instance_type", i.instance_type().map(|t| Value::string(t.as_str())).unwrap_or(Value::Null));
         set(&mut state, "ami_id", i.image_id().map(Value::string).unwrap_or(Value::Null));
-        if base.get("iam_instance_profile").is_null() && base.get("key_name").is_null() {
-            set(&mut state, "key_name", i.key_name().map(Value::string).unwrap_or(Value::Null));
-        }
     }
     if base.get("instance_type").is_null() && first.is_none() {
         set(&mut state, "instance_type", Value::string("t3.medium"));

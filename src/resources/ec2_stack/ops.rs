@@ -25,6 +25,8 @@ pub const INDEX_TAG: &str = "dify:index";
 /// Tag naming the stack an object belongs to.
 pub const STACK_TAG: &str = "dify:stack";
 pub const DATA_DEVICE: &str = "/dev/sdf";
+/// Tag on the launch template recording the stack's `subnet_ids`, so an import by name recovers them.
+pub const SUBNETS_TAG: &str = "dify:subnet-ids";
 
 /// The part of the `dify` block the boot script uses today (the rest is checked at plan by the split-brain guard).
 #[derive(Deserialize, Clone, Debug, Default)]
@@ -80,6 +82,7 @@ pub struct Observed {
     pub security_group: Option<SecurityGroup>,
     pub launch_template_id: Option<String>,
     pub launch_template_version: Option<i64>,
+    pub launch_template_tags: BTreeMap<String, String>,
     /// Live (not terminated) instances by index.
     pub instances: BTreeMap<usize, Instance>,
 }
@@ -115,10 +118,17 @@ pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], secu
             instances.insert(index, i);
         }
     }
+    // The instances' own group: the one named after the stack, else the first group of the first instance (an
+    // import from an older module). Groups are read from the instance and from its network interfaces.
+    let groups: Vec<(String, String)> = instances
+        .values()
+        .flat_map(|i| i.security_groups().iter().chain(i.network_interfaces().iter().flat_map(|n| n.groups())))
+        .filter_map(|g| Some((g.group_id()?.to_string(), g.group_name().unwrap_or_default().to_string())))
+        .collect();
     let sg_id = security_group_id
         .map(str::to_string)
-        .or_else(|| instances.values().flat_map(|i| i.security_groups()).find(|g| g.group_name().is_some_and(|n| n == format!("{name}-instances"))).and_then(|g| g.group_id()).map(str::to_string))
-        .or_else(|| instances.values().next().and_then(|i| i.security_groups().first()).and_then(|g| g.group_id()).map(str::to_string));
+        .or_else(|| groups.iter().find(|(_, n)| *n == format!("{name}-instances")).map(|(id, _)| id.clone()))
+        .or_else(|| groups.first().map(|(id, _)| id.clone()));
     let lt_id = launch_template_id.map(str::to_string).or_else(|| {
         instances.values().flat_map(|i| i.tags()).find(|t| t.key() == Some("aws:ec2launchtemplate:id")).and_then(|t| t.value()).map(str::to_string)
     });
@@ -151,6 +161,7 @@ pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], secu
         security_group: sg?,
         launch_template_id: lt.as_ref().and_then(|t| t.launch_template_id()).map(str::to_string),
         launch_template_version: lt.as_ref().and_then(|t| t.latest_version_number()),
+        launch_template_tags: lt.as_ref().map(|t| tags::from_ec2(t.tags())).unwrap_or_default(),
         instances,
     })
 }
@@ -163,13 +174,37 @@ pub struct Converged {
 
 /// What the launch template holds; a change makes a new version.
 #[derive(Debug, PartialEq)]
-struct TemplateInputs {
-    ami: String,
-    instance_type: String,
-    root_size: i64,
-    profile: Option<String>,
-    key: Option<String>,
-    groups: BTreeSet<String>,
+pub struct TemplateInputs {
+    pub ami: String,
+    pub instance_type: String,
+    pub root_size: i64,
+    pub profile: Option<String>,
+    pub key: Option<String>,
+    pub groups: BTreeSet<String>,
+}
+
+fn template_inputs(d: &aws_sdk_ec2::types::ResponseLaunchTemplateData) -> TemplateInputs {
+    TemplateInputs {
+        ami: d.image_id().unwrap_or_default().to_string(),
+        instance_type: d.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        root_size: d.block_device_mappings().first().and_then(|b| b.ebs()).and_then(|e| e.volume_size()).unwrap_or_default() as i64,
+        profile: d.iam_instance_profile().and_then(|p| p.name()).map(str::to_string),
+        key: d.key_name().map(str::to_string),
+        groups: d.network_interfaces().first().map(|n| n.groups().iter().cloned().collect()).unwrap_or_default(),
+    }
+}
+
+/// The default version's settings of a launch template (import reads them to fill the configuration-only values).
+pub async fn read_template(aws: &AwsClients, id: &str) -> Result<Option<TemplateInputs>, String> {
+    let out = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(id)
+        .versions("$Default")
+        .send()
+        .await
+        .map_err(|e| format!("EC2 DescribeLaunchTemplateVersions: {}", errors::describe(&e)))?;
+    Ok(out.launch_template_versions().first().and_then(|v| v.launch_template_data()).map(template_inputs))
 }
 
 async fn resolve_ami(aws: &AwsClients, spec: &Spec) -> Result<(String, String), String> {
@@ -300,6 +335,7 @@ async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Obser
         None => {
             let mut lt_tags = spec.tags_all.clone().unwrap_or_default();
             lt_tags.insert(STACK_TAG.into(), spec.name.clone());
+            lt_tags.insert(SUBNETS_TAG.into(), spec.subnet_ids.join(","));
             let out = aws
                 .ec2
                 .create_launch_template()
@@ -313,6 +349,16 @@ async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Obser
             Ok((lt.launch_template_id.unwrap_or_default(), lt.latest_version_number.unwrap_or(1), true))
         }
         Some(id) => {
+            let subnets = spec.subnet_ids.join(",");
+            if current.launch_template_tags.get(SUBNETS_TAG) != Some(&subnets) {
+                aws.ec2
+                    .create_tags()
+                    .resources(id)
+                    .tags(aws_sdk_ec2::types::Tag::builder().key(SUBNETS_TAG).value(&subnets).build())
+                    .send()
+                    .await
+                    .map_err(|e| format!("EC2 CreateTags {id}: {}", errors::describe(&e)))?;
+            }
             let version = current.launch_template_version.unwrap_or(1);
             let now = aws
                 .ec2
@@ -322,15 +368,7 @@ async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Obser
                 .send()
                 .await
                 .map_err(|e| format!("EC2 DescribeLaunchTemplateVersions: {}", errors::describe(&e)))?;
-            let d = now.launch_template_versions().first().and_then(|v| v.launch_template_data());
-            let existing = d.map(|d| TemplateInputs {
-                ami: d.image_id().unwrap_or_default().to_string(),
-                instance_type: d.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
-                root_size: d.block_device_mappings().first().and_then(|b| b.ebs()).and_then(|e| e.volume_size()).unwrap_or_default() as i64,
-                profile: d.iam_instance_profile().and_then(|p| p.name()).map(str::to_string),
-                key: d.key_name().map(str::to_string),
-                groups: d.network_interfaces().first().map(|n| n.groups().iter().cloned().collect()).unwrap_or_default(),
-            });
+            let existing = now.launch_template_versions().first().and_then(|v| v.launch_template_data()).map(template_inputs);
             if existing.as_ref() == Some(inputs) {
                 return Ok((id.clone(), version, false));
             }
@@ -408,7 +446,8 @@ async fn deregister(cancel: &CancellationToken, aws: &AwsClients, groups: &BTree
     for tg in groups {
         match aws.elbv2.deregister_targets().target_group_arn(tg).targets(TargetDescription::builder().id(instance).build()).send().await {
             Ok(_) => {}
-            Err(e) if errors::is_not_found(&e) => continue,
+            // Never registered (an interrupted apply stopped before registering it): nothing to drain.
+            Err(e) if errors::is_not_found(&e) || errors::code(&e) == Some("InvalidTarget") => continue,
             Err(e) => return Err(format!("ELBv2 DeregisterTargets {instance} from {tg}: {}", errors::describe(&e))),
         }
         wait_until(cancel, timeout, || async {
