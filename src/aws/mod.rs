@@ -3,6 +3,7 @@
 
 pub mod calls;
 pub mod errors;
+pub mod security_group;
 pub mod snapshot_upload;
 pub mod tags;
 pub mod wait;

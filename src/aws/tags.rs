@@ -41,6 +41,19 @@ pub fn diff(current: &BTreeMap<String, String>, wanted: &BTreeMap<String, String
     (upsert, remove)
 }
 
+/// Makes the EC2 tags of `id` go from `current` to `wanted` (internal tags are left alone).
+pub async fn sync_ec2(ec2: &aws_sdk_ec2::Client, id: &str, current: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> Result<(), String> {
+    let (upsert, remove) = diff(current, wanted);
+    if !upsert.is_empty() {
+        ec2.create_tags().resources(id).set_tags(Some(to_ec2(&upsert))).send().await.map_err(|e| format!("EC2 CreateTags {id}: {}", super::errors::describe(&e)))?;
+    }
+    if !remove.is_empty() {
+        let keys = remove.iter().map(|k| Tag::builder().key(k).build()).collect();
+        ec2.delete_tags().resources(id).set_tags(Some(keys)).send().await.map_err(|e| format!("EC2 DeleteTags {id}: {}", super::errors::describe(&e)))?;
+    }
+    Ok(())
+}
+
 /// A deterministic idempotency token (at most 64 characters, as EC2 allows) from the parts that identify a create.
 pub fn client_token(parts: &[&str]) -> String {
     let mut h = Sha256::new();

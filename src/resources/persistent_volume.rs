@@ -264,7 +264,7 @@ impl Resource for PersistentVolume {
         }
         let mut wanted = spec.tags_all.clone().unwrap_or_default();
         wanted.insert(tags::NAME.to_string(), spec.name.clone());
-        if let Err(e) = sync_tags(aws, &id, &current, &wanted).await {
+        if let Err(e) = tags::sync_ec2(&aws.ec2, &id, &current, &wanted).await {
             diags.error(format!("Error updating tags of EBS volume ({id})"), e);
             return Some(ResourceState { state: prior.clone(), private: private.clone(), identity: Some(identity(&id)) });
         }
@@ -710,44 +710,13 @@ async fn final_snapshot(ctx: &Ctx, aws: &AwsClients, volume: &Volume, timeout: D
     Ok(snapshot_id)
 }
 
-async fn sync_tags(aws: &AwsClients, id: &str, current: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> Result<(), String> {
-    let (upsert, remove) = tags::diff(current, wanted);
-    if !upsert.is_empty() {
-        aws.ec2.create_tags().resources(id).set_tags(Some(tags::to_ec2(&upsert))).send().await.map_err(|e| format!("EC2 CreateTags: {}", errors::describe(&e)))?;
-    }
-    if !remove.is_empty() {
-        let keys = remove.iter().map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build()).collect();
-        aws.ec2.delete_tags().resources(id).set_tags(Some(keys)).send().await.map_err(|e| format!("EC2 DeleteTags: {}", errors::describe(&e)))?;
-    }
-    Ok(())
-}
-
 /// State from what AWS reports, keeping from `base` what only Terraform knows (source image, final_snapshot,
 /// timeouts) and the configured spelling of `kms_key_id`.
 fn volume_state(base: &Value, v: &Volume, aws: &AwsClients, _diags: &mut Diagnostics) -> ResourceState {
     let id = v.volume_id().unwrap_or_default().to_string();
     let all = tags::from_ec2(v.tags());
     let visible = tags::user_visible(&all);
-    let to_map = |m: &BTreeMap<String, String>| Value::Map(m.iter().map(|(k, v)| (k.clone(), Value::string(v))).collect());
-    let own_tags = match base.get("tags").entries() {
-        // Keys the configuration names, plus drift the user did not add through default_tags.
-        Some(configured) => {
-            let keep: BTreeMap<String, String> = visible
-                .iter()
-                .filter(|(k, val)| configured.contains_key(*k) || aws.default_tags.get(*k) != Some(*val))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            to_map(&keep)
-        }
-        None => {
-            let extra: BTreeMap<String, String> = visible.iter().filter(|(k, val)| aws.default_tags.get(*k) != Some(*val)).map(|(k, v)| (k.clone(), v.clone())).collect();
-            if extra.is_empty() {
-                Value::Null
-            } else {
-                to_map(&extra)
-            }
-        }
-    };
+    let (own_tags, tags_all) = super::state_tags(base, &visible, aws);
     let owner = v.owner_id().map(str::to_string).or_else(|| aws.account_id.clone()).unwrap_or_default();
     let partition = if aws.region.starts_with("cn-") { "aws-cn" } else if aws.region.starts_with("us-gov-") { "aws-us-gov" } else { "aws" };
     let arn = v.volume_arn().map(str::to_string).unwrap_or_else(|| format!("arn:{partition}:ec2:{}:{owner}:volume/{id}", aws.region));
@@ -772,7 +741,7 @@ fn volume_state(base: &Value, v: &Volume, aws: &AwsClients, _diags: &mut Diagnos
         "source_image_sha256" => base.get("source_image_sha256").clone(),
         "final_snapshot" => base.get("final_snapshot").clone(),
         "tags" => own_tags,
-        "tags_all" => to_map(&visible),
+        "tags_all" => tags_all,
         "timeouts" => base.get(timeouts::BLOCK_NAME).clone(),
     };
     if state.get("final_snapshot").is_null() || state.get("final_snapshot").is_unknown() {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::observe::{find_load_balancer, forward_target, ingress, Lookup, Observed, HTTPS_PORT, HTTP_PORT};
 use crate::aws::wait::{wait_until, Status};
-use crate::aws::{errors, tags, AwsClients};
+use crate::aws::{errors, security_group, tags, AwsClients};
 use crate::log;
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -133,15 +133,7 @@ async fn converge_security_group(aws: &AwsClients, spec: &Spec, current: Option<
     let wanted_tags = owner_tags(spec, Some(sg_name.clone()));
     let sg = match existing {
         Some(sg) => {
-            let id = sg.group_id().unwrap_or_default().to_string();
-            let (upsert, remove) = tags::diff(&tags::from_ec2(sg.tags()), &wanted_tags);
-            if !upsert.is_empty() {
-                aws.ec2.create_tags().resources(&id).set_tags(Some(tags::to_ec2(&upsert))).send().await.map_err(|e| format!("EC2 CreateTags {id}: {}", errors::describe(&e)))?;
-            }
-            if !remove.is_empty() {
-                let keys = remove.iter().map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build()).collect();
-                aws.ec2.delete_tags().resources(&id).set_tags(Some(keys)).send().await.map_err(|e| format!("EC2 DeleteTags {id}: {}", errors::describe(&e)))?;
-            }
+            tags::sync_ec2(&aws.ec2, sg.group_id().unwrap_or_default(), &tags::from_ec2(sg.tags()), &wanted_tags).await?;
             sg
         }
         None => {
@@ -184,18 +176,7 @@ async fn converge_security_group(aws: &AwsClients, spec: &Spec, current: Option<
             revoke.push(p);
         }
     }
-    if !revoke.is_empty() {
-        aws.ec2.revoke_security_group_ingress().group_id(&id).set_ip_permissions(Some(revoke)).send().await.map_err(|e| format!("EC2 RevokeSecurityGroupIngress {id}: {}", errors::describe(&e)))?;
-    }
-    if !authorize.is_empty() {
-        aws.ec2
-            .authorize_security_group_ingress()
-            .group_id(&id)
-            .set_ip_permissions(Some(authorize))
-            .send()
-            .await
-            .map_err(|e| format!("EC2 AuthorizeSecurityGroupIngress {id}: {}", errors::describe(&e)))?;
-    }
+    security_group::apply_ingress(aws, &id, revoke, authorize).await?;
     Ok(id)
 }
 
@@ -600,17 +581,8 @@ pub async fn tear_down(cancel: &CancellationToken, aws: &AwsClients, o: &Observe
         }
     }
     // The security group belongs to the resource, whether it made it or adopted it on import.
-    if let Some(sg) = o.security_group.as_ref().and_then(|g| g.group_id()).map(str::to_string) {
-        wait_until(cancel, timeout, || async {
-            match aws.ec2.delete_security_group().group_id(&sg).send().await {
-                Ok(_) => Ok(Status::Done(())),
-                Err(e) if errors::is_not_found(&e) => Ok(Status::Done(())),
-                Err(e) if errors::code(&e) == Some("DependencyViolation") => Ok(Status::Pending("in use by network interfaces still being released".into())),
-                Err(e) => Err(format!("EC2 DeleteSecurityGroup {sg}: {}", errors::describe(&e))),
-            }
-        })
-        .await
-        .map_err(|e| format!("deleting security group: {e}"))?;
+    if let Some(sg) = o.security_group.as_ref().and_then(|g| g.group_id()) {
+        security_group::delete(cancel, aws, sg, timeout).await?;
     }
     Ok(())
 }

@@ -209,19 +209,7 @@ pub fn state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
         },
         _ => Value::Null,
     };
-    let visible = tags::user_visible(&o.lb_tags);
-    let to_map = |m: &BTreeMap<String, String>| Value::Map(m.iter().map(|(k, v)| (k.clone(), Value::string(v))).collect());
-    let own_tags = match base.get("tags").entries() {
-        Some(configured) => to_map(&visible.iter().filter(|(k, v)| configured.contains_key(*k) || aws.default_tags.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()),
-        None => {
-            let extra: BTreeMap<String, String> = visible.iter().filter(|(k, v)| aws.default_tags.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
-            if extra.is_empty() {
-                Value::Null
-            } else {
-                to_map(&extra)
-            }
-        }
-    };
+    let (own_tags, tags_all) = crate::resources::state_tags(base, &tags::user_visible(&o.lb_tags), aws);
     let subnets: BTreeSet<String> = o.lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(str::to_string)).collect();
     object! {
         "id" => Value::string(o.arn()),
@@ -244,7 +232,7 @@ pub fn state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
         "drop_invalid_header_fields" => flag(o.lb_attributes.get("routing.http.drop_invalid_header_fields.enabled")),
         "access_logs" => access_logs,
         "tags" => own_tags,
-        "tags_all" => to_map(&visible),
+        "tags_all" => tags_all,
         "dns_name" => Value::string(&dns),
         "zone_id" => o.lb.canonical_hosted_zone_id().map(Value::string).unwrap_or(Value::Null),
         "url" => Value::String(format!("{}://{dns}", if https.is_some() { "https" } else { "http" })),

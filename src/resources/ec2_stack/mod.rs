@@ -423,14 +423,7 @@ fn stack_state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
     let all_tags = first.map(|i| tags::from_ec2(i.tags())).unwrap_or_default();
     let visible = tags::user_visible(&all_tags);
     let visible: BTreeMap<String, String> = visible.into_iter().filter(|(k, _)| !k.starts_with("aws:")).collect();
-    let to_map = |m: &BTreeMap<String, String>| Value::Map(m.iter().map(|(k, v)| (k.clone(), Value::string(v))).collect());
-    let own_tags = match base.get("tags").entries() {
-        Some(configured) => to_map(&visible.iter().filter(|(k, v)| configured.contains_key(*k) || aws.default_tags.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()),
-        None => {
-            let extra: BTreeMap<String, String> = visible.iter().filter(|(k, v)| aws.default_tags.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
-            if extra.is_empty() { Value::Null } else { to_map(&extra) }
-        }
-    };
+    let (own_tags, tags_all) = super::state_tags(base, &visible, aws);
     let port = base.get("app_port").as_i64().unwrap_or(80) as i32;
     let alb_sg = o.security_group.as_ref().and_then(|sg| {
         sg.ip_permissions().iter().filter(|p| p.from_port() == Some(port)).flat_map(|p| p.user_id_group_pairs()).find_map(|g| g.group_id().map(str::to_string))
@@ -464,7 +457,7 @@ fn stack_state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
     set(&mut state, "launch_template_id", o.launch_template_id.clone().map(Value::String).unwrap_or(Value::Null));
     set(&mut state, "launch_template_version", o.launch_template_version.map(Value::int).unwrap_or(Value::Null));
     set(&mut state, "tags", own_tags);
-    set(&mut state, "tags_all", to_map(&visible));
+    set(&mut state, "tags_all", tags_all);
     if state.get("wait_for_healthy").is_null() || state.get("wait_for_healthy").is_unknown() {
         let has_groups = state.get("target_group_arns").elements().is_some_and(|e| !e.is_empty());
         set(&mut state, "wait_for_healthy", Value::Bool(has_groups));

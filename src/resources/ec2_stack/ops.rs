@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::wait::{wait_until, Status};
-use crate::aws::{errors, tags, AwsClients};
+use crate::aws::{errors, security_group, tags, AwsClients};
 use crate::boot::{self, BootParams};
 use crate::log;
 
@@ -282,20 +282,10 @@ async fn converge_security_group(aws: &AwsClients, spec: &Spec, current: Option<
     };
     let mut revoke: Vec<IpPermission> = have.difference(&want).map(rule).collect();
     revoke.extend(stray_cidrs);
-    if !revoke.is_empty() {
-        aws.ec2.revoke_security_group_ingress().group_id(&id).set_ip_permissions(Some(revoke)).send().await.map_err(|e| format!("EC2 RevokeSecurityGroupIngress {id}: {}", errors::describe(&e)))?;
-    }
     let add: Vec<IpPermission> = want.difference(&have).map(rule).collect();
-    if !add.is_empty() {
-        aws.ec2.authorize_security_group_ingress().group_id(&id).set_ip_permissions(Some(add)).send().await.map_err(|e| format!("EC2 AuthorizeSecurityGroupIngress {id}: {}", errors::describe(&e)))?;
-    }
-    let (upsert, remove) = tags::diff(&tags::from_ec2(sg.tags()), &wanted_tags);
-    if !upsert.is_empty() && current.is_some() {
-        aws.ec2.create_tags().resources(&id).set_tags(Some(tags::to_ec2(&upsert))).send().await.map_err(|e| format!("EC2 CreateTags {id}: {}", errors::describe(&e)))?;
-    }
-    if !remove.is_empty() {
-        let keys = remove.iter().map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build()).collect();
-        aws.ec2.delete_tags().resources(&id).set_tags(Some(keys)).send().await.map_err(|e| format!("EC2 DeleteTags {id}: {}", errors::describe(&e)))?;
+    security_group::apply_ingress(aws, &id, revoke, add).await?;
+    if current.is_some() {
+        tags::sync_ec2(&aws.ec2, &id, &tags::from_ec2(sg.tags()), &wanted_tags).await?;
     }
     Ok(id)
 }
@@ -679,17 +669,8 @@ pub async fn tear_down(cancel: &CancellationToken, aws: &AwsClients, o: &Observe
             }
         }
     }
-    if let Some(sg) = o.security_group.as_ref().and_then(|g| g.group_id()).map(str::to_string) {
-        wait_until(cancel, timeout, || async {
-            match aws.ec2.delete_security_group().group_id(&sg).send().await {
-                Ok(_) => Ok(Status::Done(())),
-                Err(e) if errors::is_not_found(&e) => Ok(Status::Done(())),
-                Err(e) if errors::code(&e) == Some("DependencyViolation") => Ok(Status::Pending("still used by network interfaces".into())),
-                Err(e) => Err(format!("EC2 DeleteSecurityGroup {sg}: {}", errors::describe(&e))),
-            }
-        })
-        .await
-        .map_err(|e| format!("deleting security group: {e}"))?;
+    if let Some(sg) = o.security_group.as_ref().and_then(|g| g.group_id()) {
+        security_group::delete(cancel, aws, sg, timeout).await?;
     }
     Ok(())
 }
