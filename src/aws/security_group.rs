@@ -3,11 +3,47 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::IpPermission;
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{Filter, IpPermission, ResourceType, SecurityGroup};
 use tokio_util::sync::CancellationToken;
 
 use super::wait::{wait_until, Status};
-use super::{errors, AwsClients};
+use super::{errors, tags, AwsClients};
+
+/// The group named `name` in `vpc_id` (left by an interrupted apply, or made by this one), with `wanted_tags`:
+/// found and re-tagged, or created with them.
+pub async fn find_or_create(aws: &AwsClients, vpc_id: &str, name: &str, description: &str, wanted_tags: &BTreeMap<String, String>) -> Result<SecurityGroup, String> {
+    let existing = aws
+        .ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+        .filters(Filter::builder().name("group-name").values(name).build())
+        .send()
+        .await
+        .map_err(|e| format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e)))?
+        .security_groups
+        .unwrap_or_default()
+        .into_iter()
+        .next();
+    if let Some(sg) = existing {
+        tags::sync_ec2(&aws.ec2, sg.group_id().unwrap_or_default(), &tags::from_ec2(sg.tags()), wanted_tags).await?;
+        return Ok(sg);
+    }
+    let id = aws
+        .ec2
+        .create_security_group()
+        .group_name(name)
+        .description(description)
+        .vpc_id(vpc_id)
+        .tag_specifications(tags::specification(ResourceType::SecurityGroup, wanted_tags))
+        .send()
+        .await
+        .map_err(|e| format!("EC2 CreateSecurityGroup {name}: {}", errors::describe(&e)))?
+        .group_id
+        .unwrap_or_default();
+    Ok(SecurityGroup::builder().group_id(id).build())
+}
 
 /// Revokes, then authorizes, ingress rules on group `id` (each call only when there is something to send).
 pub async fn apply_ingress(aws: &AwsClients, id: &str, revoke: Vec<IpPermission>, authorize: Vec<IpPermission>) -> Result<(), String> {

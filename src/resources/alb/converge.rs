@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType, UserIdGroupPair};
+use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, UserIdGroupPair};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, Listener, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum, Matcher, ProtocolEnum, RedirectActionConfig,
     RedirectActionStatusCodeEnum, Tag as ElbTag, TargetGroup, TargetGroupAttribute, TargetTypeEnum,
@@ -115,42 +115,13 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
 
 async fn converge_security_group(aws: &AwsClients, spec: &Spec, current: Option<&Observed>) -> Result<String, String> {
     let sg_name = security_group_name(&spec.name);
-    let existing = match current.and_then(|c| c.security_group.clone()) {
-        Some(sg) => Some(sg),
-        None => aws
-            .ec2
-            .describe_security_groups()
-            .filters(Filter::builder().name("vpc-id").values(&spec.vpc_id).build())
-            .filters(Filter::builder().name("group-name").values(&sg_name).build())
-            .send()
-            .await
-            .map_err(|e| format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e)))?
-            .security_groups
-            .unwrap_or_default()
-            .into_iter()
-            .next(),
-    };
     let wanted_tags = owner_tags(spec, Some(sg_name.clone()));
-    let sg = match existing {
+    let sg = match current.and_then(|c| c.security_group.clone()) {
         Some(sg) => {
             tags::sync_ec2(&aws.ec2, sg.group_id().unwrap_or_default(), &tags::from_ec2(sg.tags()), &wanted_tags).await?;
             sg
         }
-        None => {
-            let id = aws
-                .ec2
-                .create_security_group()
-                .group_name(&sg_name)
-                .description(format!("Dify ALB {}: HTTPS from allowed networks", spec.name))
-                .vpc_id(&spec.vpc_id)
-                .tag_specifications(tags::specification(ResourceType::SecurityGroup, &wanted_tags))
-                .send()
-                .await
-                .map_err(|e| format!("EC2 CreateSecurityGroup {sg_name}: {}", errors::describe(&e)))?
-                .group_id
-                .unwrap_or_default();
-            aws_sdk_ec2::types::SecurityGroup::builder().group_id(id).build()
-        }
+        None => security_group::find_or_create(aws, &spec.vpc_id, &sg_name, &format!("Dify ALB {}: HTTPS from allowed networks", spec.name), &wanted_tags).await?,
     };
     let id = sg.group_id().unwrap_or_default().to_string();
 

@@ -234,39 +234,11 @@ async fn converge_security_group(aws: &AwsClients, spec: &Spec, current: Option<
     wanted_tags.insert(tags::NAME.into(), name.clone());
     wanted_tags.insert(STACK_TAG.into(), spec.name.clone());
     let sg = match current {
-        Some(sg) => sg.clone(),
-        None => {
-            let existing = aws
-                .ec2
-                .describe_security_groups()
-                .filters(Filter::builder().name("group-name").values(&name).build())
-                .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
-                .send()
-                .await
-                .map_err(|e| format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e)))?
-                .security_groups
-                .unwrap_or_default()
-                .into_iter()
-                .next();
-            match existing {
-                Some(sg) => sg,
-                None => {
-                    let id = aws
-                        .ec2
-                        .create_security_group()
-                        .group_name(&name)
-                        .description(format!("Dify instances of {}: the app port from the load balancer only", spec.name))
-                        .vpc_id(vpc_id)
-                        .tag_specifications(tags::specification(ResourceType::SecurityGroup, &wanted_tags))
-                        .send()
-                        .await
-                        .map_err(|e| format!("EC2 CreateSecurityGroup {name}: {}", errors::describe(&e)))?
-                        .group_id
-                        .unwrap_or_default();
-                    SecurityGroup::builder().group_id(id).build()
-                }
-            }
+        Some(sg) => {
+            tags::sync_ec2(&aws.ec2, sg.group_id().unwrap_or_default(), &tags::from_ec2(sg.tags()), &wanted_tags).await?;
+            sg.clone()
         }
+        None => security_group::find_or_create(aws, vpc_id, &name, &format!("Dify instances of {}: the app port from the load balancer only", spec.name), &wanted_tags).await?,
     };
     let id = sg.group_id().unwrap_or_default().to_string();
     let port = spec.app_port as i32;
@@ -284,9 +256,6 @@ async fn converge_security_group(aws: &AwsClients, spec: &Spec, current: Option<
     revoke.extend(stray_cidrs);
     let add: Vec<IpPermission> = want.difference(&have).map(rule).collect();
     security_group::apply_ingress(aws, &id, revoke, add).await?;
-    if current.is_some() {
-        tags::sync_ec2(&aws.ec2, &id, &tags::from_ec2(sg.tags()), &wanted_tags).await?;
-    }
     Ok(id)
 }
 
