@@ -24,7 +24,7 @@ fi
 start_moto() {
   [ -n "$MOTO_PID" ] && { kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; }
   PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
+  "$VENV/bin/python" "$ROOT/bench/moto_server.py" -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
   MOTO_PID=$!
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
   export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT"
@@ -67,7 +67,21 @@ TF
 seconds() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }; e=$(date +%s%N); awk -v d="$((e - s))" 'BEGIN {printf "%.3f", d / 1e9}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-provider_run() { rm -f "$WORK/tf/terraform.tfstate"; (cd "$WORK/tf" && "$TERRAFORM" apply -auto-approve -input=false); }
+provider_run() {
+  rm -f "$WORK/tf/terraform.tfstate" "$WORK/tf.log"
+  (cd "$WORK/tf" && TF_LOG_PROVIDER=INFO TF_LOG_PATH="$WORK/tf.log" "$TERRAFORM" apply -auto-approve -input=false)
+  # The upload phase alone: from the provider's "uploading disk image" line to its "image uploaded" line.
+  "$VENV/bin/python" - "$WORK/tf.log" >>"$WORK/phases" <<'PY'
+import re, sys
+from datetime import datetime
+stamps = {}
+for line in open(sys.argv[1], errors="replace"):
+    for key in ("uploading disk image", "image uploaded"):
+        if key in line and key not in stamps:
+            stamps[key] = datetime.fromisoformat(line.split(" ")[0].replace("Z", "+00:00"))
+print((stamps["image uploaded"] - stamps["uploading disk image"]).total_seconds())
+PY
+}
 coldsnap_run() { "$COLDSNAP" upload "$WORK/image.raw"; }
 boto_run() { "$VENV/bin/python" "$ROOT/bench/sequential_upload.py" "$WORK/image.raw" "$AWS_ENDPOINT_URL"; }
 
@@ -82,6 +96,8 @@ for who in provider coldsnap boto; do
   echo "$who: ${times[*]} (median ${RESULT[$who]} s)" >&2
 done
 
+UPLOAD_PHASE="$(median <"$WORK/phases")"
+echo "provider upload phase alone: $(tr '\n' ' ' <"$WORK/phases")(median $UPLOAD_PHASE s)" >&2
 echo "| uploader | median of $RUNS (s) | vs. this provider |"
 echo "| --- | --- | --- |"
 for who in provider coldsnap boto; do
@@ -89,3 +105,4 @@ for who in provider coldsnap boto; do
   label=$([ "$who" = provider ] && echo "this provider (terraform apply, release build)" || ([ "$who" = coldsnap ] && echo "coldsnap 0.12.0 upload" || echo "sequential boto3 script"))
   printf '| %s | %.2f | %sx |\n' "$label" "${RESULT[$who]}" "$ratio"
 done
+printf '| this provider, upload phase alone (StartSnapshot → CompleteSnapshot, from its log) | %.2f | |\n' "$UPLOAD_PHASE"
