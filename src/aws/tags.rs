@@ -37,7 +37,8 @@ pub fn user_visible(all: &BTreeMap<String, String>) -> BTreeMap<String, String> 
 /// What to add or change, and which keys to remove, to go from `current` to `wanted` (internal tags are left alone).
 pub fn diff(current: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> (BTreeMap<String, String>, Vec<String>) {
     let upsert = wanted.iter().filter(|(k, v)| current.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let remove = current.keys().filter(|k| !wanted.contains_key(*k) && !k.starts_with(INTERNAL_PREFIX)).cloned().collect();
+    // AWS's own tags (`aws:…`) cannot be removed, and the provider's internal ones are managed elsewhere.
+    let remove = current.keys().filter(|k| !wanted.contains_key(*k) && !k.starts_with(INTERNAL_PREFIX) && !k.starts_with("aws:")).cloned().collect();
     (upsert, remove)
 }
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Dify boot script for dify_ec2_stack (rendered by terraform-provider-dify; placeholders are {{LIKE_THIS}}).
+# Dify boot script for dify_ec2_stack (rendered by terraform-provider-dify, which fills the placeholders in double braces).
 # It mounts the Dify data volume without ever formatting a disk that holds data, then runs Dify's Docker Compose
 # release {{DIFY_VERSION}} with its data on that volume. No secret passes through Terraform: the ones Dify needs are
 # generated here, on first boot, and kept on the data volume.

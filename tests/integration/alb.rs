@@ -144,6 +144,11 @@ async fn an_alb_made_outside_terraform_is_imported_and_a_matching_config_plans_n
         .port(80)
         .vpc_id(&net.vpc_id)
         .health_check_path("/")
+        .health_check_interval_seconds(30)
+        .health_check_timeout_seconds(5)
+        .healthy_threshold_count(5)
+        .unhealthy_threshold_count(2)
+        .matcher(aws_sdk_elasticloadbalancingv2::types::Matcher::builder().http_code("200").build())
         .send()
         .await
         .unwrap()
@@ -151,6 +156,16 @@ async fn an_alb_made_outside_terraform_is_imported_and_a_matching_config_plans_n
         .target_group_arn()
         .unwrap()
         .to_string();
+    let attr = |k: &str, v: &str| aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder().key(k).value(v).build();
+    elb.modify_target_group_attributes().target_group_arn(&tg).attributes(attr("deregistration_delay.timeout_seconds", "300")).send().await.unwrap();
+    let lb_attr = |k: &str, v: &str| aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute::builder().key(k).value(v).build();
+    elb.modify_load_balancer_attributes()
+        .load_balancer_arn(&lb)
+        .attributes(lb_attr("idle_timeout.timeout_seconds", "60"))
+        .attributes(lb_attr("routing.http.drop_invalid_header_fields.enabled", "false"))
+        .send()
+        .await
+        .unwrap();
     elb.create_listener()
         .load_balancer_arn(&lb)
         .protocol(ProtocolEnum::Https)
@@ -161,20 +176,44 @@ async fn an_alb_made_outside_terraform_is_imported_and_a_matching_config_plans_n
         .send()
         .await
         .unwrap();
+    elb.create_listener()
+        .load_balancer_arn(&lb)
+        .protocol(ProtocolEnum::Http)
+        .port(80)
+        .default_actions(
+            Action::builder()
+                .r#type(ActionTypeEnum::Redirect)
+                .redirect_config(
+                    aws_sdk_elasticloadbalancingv2::types::RedirectActionConfig::builder()
+                        .protocol("HTTPS")
+                        .port("443")
+                        .status_code(aws_sdk_elasticloadbalancingv2::types::RedirectActionStatusCodeEnum::Http301)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
 
-    let ws = Workspace::new(&moto, &config(&net, &format!("  name = \"legacy-dify\"\n  certificate_arn = \"{cert}\"\n  allowed_cidrs = {{ office = [\"203.0.113.10/32\"] }}")));
+    // A configuration describing that same ALB plans no changes after the import.
+    let legacy = format!(
+        "  name = \"legacy-dify\"\n  certificate_arn = \"{cert}\"\n  allowed_cidrs = {{ office = [\"203.0.113.10/32\"] }}\n  idle_timeout = 60\n  drop_invalid_header_fields = false\n  deregistration_delay = 300\n  health_check {{\n    path = \"/\"\n    interval = 30\n    healthy_threshold = 5\n    unhealthy_threshold = 2\n  }}"
+    );
+    let ws = Workspace::new(&moto, &config(&net, &legacy));
     ws.init();
     ws.ok(&["import", "-input=false", "dify_alb.this", &lb]);
     let out = ws.ok(&["show", "-no-color"]);
     assert!(out.stdout.contains(&tg) && out.stdout.contains(&sg), "import discovered the target group and the security group:\n{}", out.stdout);
-    // The legacy module had no redirect listener and checked "/": these are in-place updates, never a replacement.
+    ws.assert_no_changes();
+
+    // Dify's defaults differ from the legacy settings: in-place updates, never a replacement.
+    ws.write("main.tf", &config(&net, &format!("  name = \"legacy-dify\"\n  certificate_arn = \"{cert}\"\n  allowed_cidrs = {{ office = [\"203.0.113.10/32\"] }}")));
     let plan = ws.ok(&["plan", "-input=false"]);
     assert!(plan.stdout.contains("0 to add, 1 to change, 0 to destroy"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("\"/\" -> \"/console/api/ping\""), "{}", plan.stdout);
+    assert!(plan.stdout.contains("\"/\" -> \"/console/api/ping\"") && plan.stdout.contains("60 -> 600"), "{}", plan.stdout);
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     ws.assert_no_changes();
-    let listeners = elb.describe_listeners().load_balancer_arn(&lb).send().await.unwrap().listeners().len();
-    assert_eq!(listeners, 2, "the HTTP→HTTPS redirect was added");
 
     // terraform query finds it.
     ws.write("find.tfquery.hcl", "list \"dify_alb\" \"found\" {\n  provider = dify\n  config {\n    name_prefix = \"legacy-\"\n  }\n}\n");

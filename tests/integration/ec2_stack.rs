@@ -158,7 +158,7 @@ async fn instance_type_changes_in_place_deregistering_stopping_modifying_startin
     ws.init();
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     let before = stack_instances(&ec2, "dify-app").await[0].instance_id().unwrap().to_string();
-    ws.write("main.tf", &config(&net, &cert, &format!("{ONE}\n  instance_type = \"t3.large\"")));
+    ws.write("main.tf", &config(&net, &cert, &format!("{ONE}\n  instance_type = \"t3.large\"\n  tags = {{ Team = \"ai\" }}")));
     let plan = ws.ok(&["plan", "-input=false"]);
     assert!(plan.stdout.contains("0 to add, 1 to change, 0 to destroy"), "{}", plan.stdout);
     proxy.clear_calls();
@@ -166,6 +166,7 @@ async fn instance_type_changes_in_place_deregistering_stopping_modifying_startin
     let after = &stack_instances(&ec2, "dify-app").await[0];
     assert_eq!(after.instance_id(), Some(before.as_str()), "same instance");
     assert_eq!(after.instance_type().map(|t| t.as_str()), Some("t3.large"));
+    assert_eq!(tag(after, "Team"), Some("ai"), "tags change in place");
     let order: Vec<String> = proxy
         .calls()
         .into_iter()

@@ -449,6 +449,15 @@ fn user_data(spec: &Spec, index: usize) -> String {
     base64::engine::general_purpose::STANDARD.encode(script)
 }
 
+/// The tags an instance carries: the stack's tags, its Name, and the ownership and index tags.
+fn instance_tags(spec: &Spec, index: usize) -> BTreeMap<String, String> {
+    let mut t = spec.tags_all.clone().unwrap_or_default();
+    t.insert(tags::NAME.into(), spec.instance_name(index));
+    t.insert(STACK_TAG.into(), spec.name.clone());
+    t.insert(INDEX_TAG.into(), index.to_string());
+    t
+}
+
 async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt: (&str, i64)) -> Result<String, String> {
     // One instance per index and template version: a retried apply finds it by its tags (and AWS by the token).
     let existing = aws
@@ -465,10 +474,7 @@ async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt: (&
         return Ok(id);
     }
     let token = tags::client_token(&[&spec.name, &index.to_string(), lt.0, &lt.1.to_string()]);
-    let mut instance_tags = spec.tags_all.clone().unwrap_or_default();
-    instance_tags.insert(tags::NAME.into(), spec.instance_name(index));
-    instance_tags.insert(STACK_TAG.into(), spec.name.clone());
-    instance_tags.insert(INDEX_TAG.into(), index.to_string());
+    let instance_tags = instance_tags(spec, index);
     let mut volume_tags = spec.tags_all.clone().unwrap_or_default();
     volume_tags.insert(tags::NAME.into(), format!("{}-root", spec.instance_name(index)));
     volume_tags.insert(STACK_TAG.into(), spec.name.clone());
@@ -553,6 +559,8 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
         let id = match current.instances.get(&index) {
             Some(i) => {
                 let id = i.instance_id().unwrap_or_default().to_string();
+                // Instances imported from an older module get the ownership and index tags here too.
+                tags::sync_ec2(&aws.ec2, &id, &tags::from_ec2(i.tags()), &instance_tags(spec, index)).await?;
                 let type_now = i.instance_type().map(|t| t.as_str()).unwrap_or_default();
                 let volume_now = data_volume_of(i);
                 let wanted_volume = spec.data_volume(index).map(str::to_string);
