@@ -96,6 +96,16 @@ async fn alb_lifecycle_creates_a_dify_ready_entry_imports_by_arn_and_name_and_de
     }
     ws.assert_no_changes();
 
+    // A second certificate (SNI) is added in place.
+    let second = moto.certificate("chat.example.com");
+    ws.write("main.tf", &config(&net, &format!("{}\n  additional_certificate_arns = [\"{second}\"]", basic(&cert))));
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("0 to add, 1 to change, 0 to destroy"), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let listed = elb.describe_listener_certificates().listener_arn(https.listener_arn().unwrap()).send().await.unwrap();
+    assert!(listed.certificates().iter().any(|c| c.certificate_arn() == Some(second.as_str())), "{listed:?}");
+    ws.assert_no_changes();
+
     for id in [arn.as_str(), "dify-dev"] {
         ws.ok(&["state", "rm", "dify_alb.this"]);
         ws.ok(&["import", "-input=false", "dify_alb.this", id]);

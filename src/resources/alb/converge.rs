@@ -100,7 +100,9 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
     let lb_arn = converge_load_balancer(cancel, aws, spec, current, &sg_id, timeout).await?;
     let old_tg = current.and_then(|c| c.target_group.as_ref()).and_then(|t| t.target_group_arn()).map(str::to_string);
     let tg_arn = converge_target_group(aws, spec, current).await?;
-    converge_listeners(aws, spec, &lb_arn, &tg_arn).await?;
+    // The listeners as observed, unless the load balancer was just made or adopted (then they are read afresh).
+    let known = current.filter(|c| c.arn() == lb_arn).map(|c| (c.https.clone(), c.http.clone(), c.additional_certificates.clone()));
+    converge_listeners(aws, spec, &lb_arn, &tg_arn, known).await?;
     if let Some(old) = old_tg.filter(|old| *old != tg_arn) {
         // Listeners point at the new group now; the old one can go.
         log::info("deleting the replaced target group", &[("target_group_arn", old.clone().into())]);
@@ -299,7 +301,7 @@ async fn converge_target_group(aws: &AwsClients, spec: &Spec, current: Option<&O
     let name = target_group_name(&spec.name, spec.target_port);
     let wanted_tags = owner_tags(spec, None);
     let (tg, tags_now, attrs_now) = match reusable {
-        Some(tg) => (tg, None, current.map(|c| c.target_group_attributes.clone()).unwrap_or_default()),
+        Some(tg) => (tg, current.map(|c| c.target_group_tags.clone()), current.map(|c| c.target_group_attributes.clone()).unwrap_or_default()),
         None => {
             let found = match aws.elbv2.describe_target_groups().names(&name).send().await {
                 Ok(o) => o.target_groups.unwrap_or_default().into_iter().next(),
@@ -385,18 +387,25 @@ fn is_redirect(l: &Listener) -> bool {
     l.default_actions().iter().any(|a| a.r#type() == Some(&ActionTypeEnum::Redirect))
 }
 
-async fn converge_listeners(aws: &AwsClients, spec: &Spec, lb_arn: &str, tg_arn: &str) -> Result<(), String> {
-    let listeners = aws
-        .elbv2
-        .describe_listeners()
-        .load_balancer_arn(lb_arn)
-        .send()
-        .await
-        .map_err(|e| format!("ELBv2 DescribeListeners: {}", errors::describe(&e)))?
-        .listeners
-        .unwrap_or_default();
-    let find = |port: i32| listeners.iter().find(|l| l.port() == Some(port)).cloned();
-    let (https, http) = (find(HTTPS_PORT), find(HTTP_PORT));
+type KnownListeners = (Option<Listener>, Option<Listener>, BTreeSet<String>);
+
+async fn converge_listeners(aws: &AwsClients, spec: &Spec, lb_arn: &str, tg_arn: &str, known: Option<KnownListeners>) -> Result<(), String> {
+    let (https, http, certificates) = match known {
+        Some(k) => (k.0, k.1, Some(k.2)),
+        None => {
+            let listeners = aws
+                .elbv2
+                .describe_listeners()
+                .load_balancer_arn(lb_arn)
+                .send()
+                .await
+                .map_err(|e| format!("ELBv2 DescribeListeners: {}", errors::describe(&e)))?
+                .listeners
+                .unwrap_or_default();
+            let find = |port: i32| listeners.iter().find(|l| l.port() == Some(port)).cloned();
+            (find(HTTPS_PORT), find(HTTP_PORT), None)
+        }
+    };
 
     match &spec.certificate_arn {
         Some(cert) => {
@@ -439,7 +448,9 @@ async fn converge_listeners(aws: &AwsClients, spec: &Spec, lb_arn: &str, tg_arn:
                     .and_then(|l| l.listener_arn)
                     .unwrap_or_default(),
             };
-            converge_additional_certificates(aws, &https_arn, spec).await?;
+            // A listener created just now has no additional certificates yet.
+            let certificates = if https.is_some() { certificates } else { Some(BTreeSet::new()) };
+            converge_additional_certificates(aws, &https_arn, spec, certificates).await?;
             match &http {
                 Some(l) if is_redirect(l) => {}
                 Some(l) => {
@@ -485,21 +496,24 @@ async fn create_http_listener(aws: &AwsClients, spec: &Spec, lb_arn: &str, actio
     Ok(())
 }
 
-async fn converge_additional_certificates(aws: &AwsClients, listener_arn: &str, spec: &Spec) -> Result<(), String> {
-    let now: BTreeSet<String> = aws
-        .elbv2
-        .describe_listener_certificates()
-        .listener_arn(listener_arn)
-        .send()
-        .await
-        .map_err(|e| format!("ELBv2 DescribeListenerCertificates: {}", errors::describe(&e)))?
-        .certificates
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.is_default() != Some(true))
-        .filter_map(|c| c.certificate_arn)
-        .filter(|c| Some(c) != spec.certificate_arn.as_ref())
-        .collect();
+async fn converge_additional_certificates(aws: &AwsClients, listener_arn: &str, spec: &Spec, known: Option<BTreeSet<String>>) -> Result<(), String> {
+    let now: BTreeSet<String> = match known {
+        Some(k) => k,
+        None => aws
+            .elbv2
+            .describe_listener_certificates()
+            .listener_arn(listener_arn)
+            .send()
+            .await
+            .map_err(|e| format!("ELBv2 DescribeListenerCertificates: {}", errors::describe(&e)))?
+            .certificates
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.is_default() != Some(true))
+            .filter_map(|c| c.certificate_arn)
+            .collect(),
+    };
+    let now: BTreeSet<String> = now.into_iter().filter(|c| Some(c) != spec.certificate_arn.as_ref()).collect();
     let wanted = spec.additional_certificate_arns.clone().unwrap_or_default();
     let add: Vec<Certificate> = wanted.difference(&now).map(|c| Certificate::builder().certificate_arn(c).build()).collect();
     let remove: Vec<Certificate> = now.difference(&wanted).map(|c| Certificate::builder().certificate_arn(c).build()).collect();

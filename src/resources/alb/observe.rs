@@ -23,6 +23,7 @@ pub struct Observed {
     pub security_group: Option<SecurityGroup>,
     pub target_group: Option<TargetGroup>,
     pub target_group_attributes: BTreeMap<String, String>,
+    pub target_group_tags: BTreeMap<String, String>,
     pub https: Option<Listener>,
     pub http: Option<Listener>,
     pub additional_certificates: BTreeSet<String>,
@@ -127,11 +128,15 @@ pub async fn observe(aws: &AwsClients, lb: LoadBalancer, known_target_group: Opt
         }
     });
     let tag_descriptions = tag_descriptions.map_err(|e| format!("ELBv2 DescribeTags: {}", errors::describe(&e)))?.tag_descriptions.unwrap_or_default();
-    let lb_tags = tag_descriptions
-        .iter()
-        .find(|d| d.resource_arn() == Some(arn.as_str()))
-        .map(|d| d.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect())
-        .unwrap_or_default();
+    let tags_of = |resource: Option<&str>| -> BTreeMap<String, String> {
+        tag_descriptions
+            .iter()
+            .find(|d| resource.is_some() && d.resource_arn() == resource)
+            .map(|d| d.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect())
+            .unwrap_or_default()
+    };
+    let lb_tags = tags_of(Some(arn.as_str()));
+    let target_group_tags = tags_of(target_group.as_ref().and_then(|t| t.target_group_arn()));
     let additional_certificates = certificates
         .map_err(|e| format!("ELBv2 DescribeListenerCertificates: {e}"))?
         .into_iter()
@@ -139,7 +144,7 @@ pub async fn observe(aws: &AwsClients, lb: LoadBalancer, known_target_group: Opt
         .filter_map(|c| c.certificate_arn)
         .collect();
 
-    Ok(Observed { lb, lb_attributes, lb_tags, security_group: owned, target_group, target_group_attributes, https, http, additional_certificates })
+    Ok(Observed { lb, lb_attributes, lb_tags, security_group: owned, target_group, target_group_attributes, target_group_tags, https, http, additional_certificates })
 }
 
 /// Ingress rules of the security group on `port`: CIDRs by rule description (the label), and source groups.
