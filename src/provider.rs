@@ -106,7 +106,7 @@ impl Provider for DifyProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        vec![resources::persistent_volume::resource(), resources::alb::resource(), resources::ec2_stack::resource()]
+        vec![resources::persistent_volume::resource(), resources::alb::resource(), resources::ec2_stack::resource(), resources::dns_record::resource()]
     }
 
     fn list_resources(&self) -> Vec<Arc<dyn ListResource>> {

@@ -137,6 +137,12 @@ impl NestedBlock {
     pub fn list(name: &str, block: Block) -> NestedBlock {
         NestedBlock { name: name.to_string(), nesting: Nesting::List, block, min_items: 0, max_items: 0 }
     }
+    /// The block must be present (Terraform expresses this as one item at least and at most).
+    pub fn required(mut self) -> NestedBlock {
+        self.min_items = 1;
+        self.max_items = 1;
+        self
+    }
     pub fn max_items(mut self, n: i64) -> NestedBlock {
         self.max_items = n;
         self

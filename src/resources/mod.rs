@@ -1,6 +1,7 @@
 //! Managed resources: one module per resource type, and the few plan rules they share.
 
 pub mod alb;
+pub mod dns_record;
 pub mod ec2_stack;
 pub mod persistent_volume;
 

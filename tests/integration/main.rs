@@ -2,6 +2,7 @@
 
 mod alb;
 mod ami;
+mod dns_record;
 mod ec2_stack;
 mod harness;
 mod network;
