@@ -72,9 +72,13 @@ impl Moto {
 
     /// An SDK config pointing at this emulator, for seeding and for checking what the provider left behind.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        self.sdk_config_in(REGION).await
+    }
+
+    pub async fn sdk_config_in(&self, region: &str) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(terraform_provider_dify::aws::https_client())
-            .region(aws_config::Region::new(REGION))
+            .region(aws_config::Region::new(region.to_string()))
             .endpoint_url(self.endpoint())
             .credentials_provider(aws_credential_types::Credentials::for_tests())
             .load()
@@ -95,8 +99,12 @@ impl Moto {
 
     /// An ACM certificate in the emulator (an HTTPS listener needs one to exist); returns its ARN.
     pub fn certificate(&self, domain: &str) -> String {
+        self.certificate_in(REGION, domain)
+    }
+
+    pub fn certificate_in(&self, region: &str, domain: &str) -> String {
         let script = format!(
-            "import boto3; print(boto3.client('acm', endpoint_url='{}', region_name='{REGION}', aws_access_key_id='t', aws_secret_access_key='t').request_certificate(DomainName='{domain}')['CertificateArn'])",
+            "import boto3; print(boto3.client('acm', endpoint_url='{}', region_name='{region}', aws_access_key_id='t', aws_secret_access_key='t').request_certificate(DomainName='{domain}')['CertificateArn'])",
             self.endpoint()
         );
         let out = Command::new(venv().join("bin/python")).args(["-c", &script]).output().expect("python");

@@ -4,6 +4,7 @@ mod alb;
 mod ami;
 mod dns_record;
 mod ec2_stack;
+mod environments;
 mod harness;
 mod network;
 mod persistent_volume;

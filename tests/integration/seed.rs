@@ -18,10 +18,16 @@ fn tags(kind: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
     spec.build()
 }
 
-/// A VPC named `name` like the seed module's: two public subnets routed to an internet gateway, two private ones.
+/// A VPC named `name` like the seed module's: two public subnets routed to an internet gateway, two private ones,
+/// named `{name}-{public|private}-{a|c}`.
 pub async fn network(ec2: &aws_sdk_ec2::Client, name: &str, cidr_prefix: &str) -> SeededNetwork {
+    network_named(ec2, name, name, cidr_prefix, crate::harness::REGION).await
+}
+
+/// The same, with the VPC's Name tag, the subnets' name prefix and the region chosen separately.
+pub async fn network_named(ec2: &aws_sdk_ec2::Client, vpc_name: &str, name: &str, cidr_prefix: &str, region: &str) -> SeededNetwork {
     let vpc_cidr = format!("{cidr_prefix}.0.0/16");
-    let vpc = ec2.create_vpc().cidr_block(&vpc_cidr).tag_specifications(tags(ResourceType::Vpc, &[("Name", name)])).send().await.unwrap();
+    let vpc = ec2.create_vpc().cidr_block(&vpc_cidr).tag_specifications(tags(ResourceType::Vpc, &[("Name", vpc_name)])).send().await.unwrap();
     let vpc_id = vpc.vpc.unwrap().vpc_id.unwrap();
     let igw = ec2.create_internet_gateway().send().await.unwrap().internet_gateway.unwrap().internet_gateway_id.unwrap();
     ec2.attach_internet_gateway().internet_gateway_id(&igw).vpc_id(&vpc_id).send().await.unwrap();
@@ -33,7 +39,7 @@ pub async fn network(ec2: &aws_sdk_ec2::Client, name: &str, cidr_prefix: &str) -
     let layout = [("public", "a", 0), ("public", "c", 1), ("private", "a", 10), ("private", "c", 11)];
     for (tier, az_letter, octet) in layout {
         let subnet_name = format!("{name}-{tier}-{az_letter}");
-        let az = format!("{}{az_letter}", crate::harness::REGION);
+        let az = format!("{region}{az_letter}");
         let subnet = ec2
             .create_subnet()
             .vpc_id(&vpc_id)
