@@ -104,3 +104,21 @@ async fn stg_environment_applies_plans_clean_and_destroys() {
 async fn prd_environment_applies_and_is_protected() {
     apply_environment("prd", "10.15").await;
 }
+
+/// `make demo` as a newcomer runs it: every step reports, the plan after apply is empty, the import adopts.
+#[test]
+fn the_demo_runs_end_to_end_and_cleans_up() {
+    let out = std::process::Command::new("bash")
+        .arg(root().join("examples/demo/run.sh"))
+        .env("DIFY_VENV", crate::harness::venv())
+        .env("DIFY_PROVIDER_NAMESPACE", namespace())
+        .env_remove("TF_LOG")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in ["Apply complete! Resources: 4 added", "No changes: the infrastructure matches the configuration.", "1 imported", "Destroy complete! Resources: 4 destroyed", "Final snapshot snap-"] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}
