@@ -6,6 +6,7 @@ mod dns_record;
 mod ec2_stack;
 mod environments;
 mod harness;
+mod migration;
 mod network;
 mod persistent_volume;
 mod protocol;
