@@ -134,6 +134,37 @@ mod tests {
     use super::*;
     use crate::provider::DifyProvider;
 
+    fn undescribed(block: &Block, at: &str, out: &mut Vec<String>) {
+        if block.description.trim().is_empty() {
+            out.push(format!("{at} (block)"));
+        }
+        for a in &block.attributes {
+            if a.description.trim().is_empty() {
+                out.push(format!("{at}.{}", a.name));
+            }
+        }
+        for b in &block.blocks {
+            undescribed(&b.block, &format!("{at}.{}", b.name), out);
+        }
+    }
+
+    #[test]
+    fn every_attribute_and_block_has_a_description() {
+        let p = DifyProvider;
+        let mut missing = Vec::new();
+        undescribed(&p.schema().block, "provider", &mut missing);
+        for r in p.resources() {
+            undescribed(&r.schema().block, r.type_name(), &mut missing);
+        }
+        for d in p.data_sources() {
+            undescribed(&d.schema().block, d.type_name(), &mut missing);
+        }
+        for l in p.list_resources() {
+            undescribed(&l.schema().block, &format!("list {}", l.type_name()), &mut missing);
+        }
+        assert!(missing.is_empty(), "no description: {missing:?}");
+    }
+
     /// The committed docs/ match the schema. `make docs` (DIFY_WRITE_DOCS=1) rewrites them.
     #[test]
     fn registry_docs_are_generated_from_the_current_schema() {
