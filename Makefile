@@ -34,11 +34,13 @@ $(VENV)/.installed: Makefile
 	chmod +x $(VENV)/bin/terraform
 	touch $@
 
-# mkfs.ext4 builds the disk images the source_image tests upload; gpg signs the release test's checksums.
+# mkfs.ext4 builds the disk images the source_image tests upload; gpg signs the release test's checksums;
+# shellcheck checks the boot script.
 tools:
 	@command -v mkfs.ext4 >/dev/null || test -x /usr/sbin/mkfs.ext4 || test -x /sbin/mkfs.ext4 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs)
 	@command -v gpg >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnupg)
+	@command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck)
 
 # Unit tests, protocol tests, and acceptance tests through real Terraform against the emulator.
 test: venv tools

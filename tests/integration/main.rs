@@ -2,6 +2,7 @@
 
 mod alb;
 mod ami;
+mod boot;
 mod dns_record;
 mod ec2_stack;
 mod environments;

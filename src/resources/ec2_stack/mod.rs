@@ -16,6 +16,7 @@ use crate::framework::resource::PlanRequest;
 use crate::framework::schema::{Attribute, Block, IdentityAttribute, IdentitySchema, NestedBlock, Schema};
 use crate::framework::value::{Type, Value};
 use crate::framework::{timeouts, validate};
+use crate::boot;
 use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, Resource, ResourceState};
 use crate::object;
 
@@ -48,19 +49,45 @@ fn dify_block() -> NestedBlock {
     NestedBlock::single(
         "dify",
         Block::new()
-            .description("Dify settings. The boot configuration (environment, secrets, upgrades) grows here; today it selects the release and the shared services that make more than one instance safe.")
-            .attr(Attribute::string("version").optional().description("Dify release tag whose Compose files are used, such as `1.13.3` (never the moving main branch). Default `1.13.3`.").validate(validate::not_blank()))
-            .attr(Attribute::string("vector_store_url").optional().description("URL of an external vector store shared by all instances."))
+            .description("How Dify runs on the instances: rendered into cloud-init user data (see `rendered_user_data`). No secret passes through it: the instances generate Dify's secrets on first boot and keep them on the data volume, and read external service passwords from Secrets Manager. A change replaces the instances one at a time, moving the data volume (see the upgrade guide).")
+            .attr(Attribute::string("version").required().description("Dify release tag whose Compose files are used, such as `1.13.3` (never the moving main branch).").validate(validate::not_blank()))
+            .attr(Attribute::string("url").optional().description("Dify's public URL; sets CONSOLE_WEB_URL, CONSOLE_API_URL, APP_WEB_URL, APP_API_URL, SERVICE_API_URL and FILES_URL consistently. `http://` gets a warning: login cookies are then not Secure."))
+            .attr(Attribute::string("vector_store").default(Value::string("weaviate")).description("Dify's VECTOR_STORE.").validate(validate::one_of(boot::VECTOR_STORES)))
+            .attr(Attribute::number("upload_limit_mb").default(Value::int(100)).description("Largest upload in MB; sets UPLOAD_FILE_SIZE_LIMIT and NGINX_CLIENT_MAX_BODY_SIZE together.").validate(validate::int_between(1, 10240)))
+            .attr(Attribute::number("alb_idle_timeout").default(Value::int(600)).description("The load balancer's idle timeout; nginx's keep-alive and proxy timeouts are set above it so the ALB never reuses a connection nginx closed.").validate(validate::int_between(1, 4000)))
+            .attr(Attribute::new("env", Type::map(Type::String)).optional().description("Extra entries for Dify's `.env`. Keys the provider manages are refused, with the list of them."))
+            .attr(Attribute::new("image_overrides", Type::map(Type::String)).optional().description("Pin images Dify leaves on `latest`: Compose service name → image."))
+            .attr(Attribute::string("vector_store_url").optional().description("URL of an external vector store shared by all instances (weaviate, qdrant, milvus)."))
             .block(service("external_database", "External PostgreSQL shared by all instances."))
             .block(service("external_redis", "External Redis shared by all instances."))
             .block(NestedBlock::single(
                 "s3_storage",
                 Block::new()
-                    .description("S3 bucket for uploaded files, shared by all instances.")
+                    .description("S3 bucket for uploaded files, shared by all instances (access through the instance profile).")
                     .attr(Attribute::string("bucket").required().description("Bucket name."))
                     .attr(Attribute::string("region").optional().description("Bucket region.")),
             )),
     )
+}
+
+/// `dify.<attr>` or `dify.env["KEY"]` as an attribute path.
+fn dify_path(attr: &str) -> AttrPath {
+    match attr.split_once("[\"") {
+        Some((map, key)) => AttrPath::root("dify").attr(map).key(key.trim_end_matches("\"]")),
+        None => AttrPath::root("dify").attr(attr),
+    }
+}
+
+/// The boot configuration a planned `dify` block (or its absence) asks for; `None` while parts are unknown.
+fn planned_boot(planned: &Value) -> Option<boot::DifyConfig> {
+    let dify = planned.get("dify");
+    if dify.is_null() {
+        return Some(boot::DifyConfig::default());
+    }
+    if !dify.is_wholly_known() {
+        return None;
+    }
+    decode(dify).ok()
 }
 
 fn identity(name: &str) -> Value {
@@ -102,7 +129,7 @@ impl Resource for Ec2Stack {
                 .attr(Attribute::new("subnet_ids", Type::list(Type::String)).required().description("Private subnets; instance i goes to subnet i mod n, so two instances span two zones.").validate(validate::each(validate::prefixed("subnet-"))))
                 .attr(Attribute::number("instance_count").default(Value::int(1)).description("Number of instances, 1–10. More than one needs shared external services (see `dify`).").validate(validate::int_between(1, 10)))
                 .attr(Attribute::string("instance_type").default(Value::string("t3.medium")).description("Instance type. Changes in place: each instance is deregistered, stopped, changed, started and registered again, one at a time."))
-                .attr(Attribute::string("ami_id").optional().computed().use_state_for_unknown().requires_replace().description("Image id. Default: the latest Amazon Linux 2023 for the instance type's architecture, resolved at create and then kept, so a new AMI release never replaces instances; an explicit change does.").validate(validate::prefixed("ami-")))
+                .attr(Attribute::string("ami_id").optional().computed().use_state_for_unknown().description("Image id. Default: the latest Amazon Linux 2023 for the instance type's architecture, resolved at create and then kept, so a new AMI release never replaces instances; an explicit change replaces them one at a time, moving the data volume.").validate(validate::prefixed("ami-")))
                 .attr(Attribute::number("root_volume_size_gb").default(Value::int(30)).description("Size of the encrypted gp3 root volume (GiB) for new instances.").validate(validate::int_between(8, 16384)))
                 .attr(Attribute::string("iam_instance_profile").optional().description("Instance profile name. It needs the AmazonSSMManagedInstanceCore policy for Session Manager (and Secrets Manager read access for external service passwords)."))
                 .attr(Attribute::string("key_name").optional().description("EC2 key pair. Discouraged: use Session Manager instead of SSH; the security group opens no SSH port either way."))
@@ -120,6 +147,8 @@ impl Resource for Ec2Stack {
                 .attr(Attribute::string("security_group_id").computed().description("The instances' security group."))
                 .attr(Attribute::string("launch_template_id").computed().description("The launch template."))
                 .attr(Attribute::number("launch_template_version").computed().description("The launch template version instances launch from; each change makes a new one."))
+                .attr(Attribute::string("rendered_user_data").computed().description("The cloud-init user data the instances boot with, rendered from the `dify` block, so plans show what changes. Holds no secret."))
+                .attr(Attribute::string("user_data_sha256").computed().description("SHA-256 of `rendered_user_data`."))
                 .block(dify_block())
                 .block(timeouts::block(&["create", "update", "delete"])),
         )
@@ -142,6 +171,14 @@ impl Resource for Ec2Stack {
         if let Some(subnets) = config.get("subnet_ids").elements() {
             if subnets.is_empty() {
                 diags.error_at(AttrPath::root("subnet_ids"), "No subnets", "give at least one private subnet.");
+            }
+        }
+        let dify = config.get("dify");
+        if !dify.is_null() && dify.is_wholly_known() {
+            if let Ok(c) = decode::<boot::DifyConfig>(dify) {
+                for (attr, problem) in boot::check(&c) {
+                    diags.error_at(dify_path(&attr), format!("Invalid value for `dify.{attr}`"), problem);
+                }
             }
         }
         if count.is_some_and(|c| c > 1) {
@@ -179,8 +216,24 @@ impl Resource for Ec2Stack {
         let count = plan.planned.get("instance_count").as_i64();
         let configured = plan.planned.clone();
         let changed = |a: &str| prior.get(a) != configured.get(a);
+        match planned_boot(&configured) {
+            Some(c) => {
+                if c.url.as_deref().is_some_and(|u| u.starts_with("http://")) {
+                    diags.push(Diagnostic::warning("Dify's URL is plain http://", "Dify's login cookies are then not Secure; serve Dify over https:// (a certificate on the dify_alb).").at(AttrPath::root("dify").attr("url")));
+                }
+                let rendered = boot::render(&c);
+                plan.planned.set("user_data_sha256", Value::String(boot::sha256_hex(&rendered)));
+                plan.planned.set("rendered_user_data", Value::String(rendered));
+            }
+            None => {
+                plan.planned.set("user_data_sha256", Value::unknown());
+                plan.planned.set("rendered_user_data", Value::unknown());
+            }
+        }
         let instances_present = prior.get("instance_ids").elements().map(|e| e.len() as i64);
-        let relaid = prior.is_null() || count.is_none() || instances_present != count || changed("subnet_ids") || changed("instance_count");
+        // Instances are replaced (one at a time) when the boot configuration or the image changes.
+        let replaced = prior.get("user_data_sha256") != plan.planned.get("user_data_sha256") || changed("ami_id");
+        let relaid = prior.is_null() || count.is_none() || instances_present != count || changed("instance_count") || replaced;
         for attr in INSTANCE_LISTS {
             let v = if relaid { Value::unknown() } else { prior.get(attr).clone() };
             plan.planned.set(attr, v);
@@ -189,7 +242,8 @@ impl Resource for Ec2Stack {
             let v = if prior.get(attr).is_null() { Value::unknown() } else { prior.get(attr).clone() };
             plan.planned.set(attr, v);
         }
-        let template_changed = ["instance_type", "ami_id", "root_volume_size_gb", "iam_instance_profile", "key_name", "additional_security_group_ids"].iter().any(|a| changed(a));
+        let user_data_changed = prior.get("user_data_sha256") != plan.planned.get("user_data_sha256");
+        let template_changed = user_data_changed || ["instance_type", "ami_id", "root_volume_size_gb", "iam_instance_profile", "key_name", "additional_security_group_ids"].iter().any(|a| changed(a));
         let v = if prior.is_null() || template_changed || prior.get("launch_template_version").is_null() { Value::unknown() } else { prior.get("launch_template_version").clone() };
         plan.planned.set("launch_template_version", v);
 
@@ -349,6 +403,7 @@ impl Resource for Ec2Stack {
             .unwrap_or(Value::Null);
         let key = template.as_ref().and_then(|t| t.key.clone()).or_else(|| first.and_then(|i| i.key_name()).map(str::to_string)).map(Value::String).unwrap_or(Value::Null);
         let root_size = template.as_ref().map(|t| t.root_size).filter(|s| *s > 0).unwrap_or(30);
+        let user_data = template.as_ref().and_then(|t| t.user_data.clone()).unwrap_or_else(|| boot::render(&boot::DifyConfig::default()));
         if let Some(recorded) = o.launch_template_tags.get(SUBNETS_TAG) {
             subnets = recorded.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
         }
@@ -369,6 +424,8 @@ impl Resource for Ec2Stack {
             "iam_instance_profile" => profile,
             "key_name" => key,
             "target_group_arns" => if target_groups.is_empty() { Value::Null } else { Value::Set(target_groups.iter().map(Value::string).collect()) },
+            "user_data_sha256" => Value::String(boot::sha256_hex(&user_data)),
+            "rendered_user_data" => Value::String(user_data),
         };
         Some(ResourceState { state: stack_state(&base, &o, aws), private: Private::default(), identity: Some(identity(&name)) })
     }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::wait::{wait_until, Status};
 use crate::aws::{errors, security_group, tags, AwsClients};
-use crate::boot::{self, BootParams};
+use crate::boot;
 use crate::log;
 
 /// Tag carrying an instance's index in the stack.
@@ -28,11 +28,10 @@ pub const DATA_DEVICE: &str = "/dev/sdf";
 /// Tag on the launch template recording the stack's `subnet_ids`, so an import by name recovers them.
 pub const SUBNETS_TAG: &str = "dify:subnet-ids";
 
-/// The part of the `dify` block the boot script uses today (the rest is checked at plan by the split-brain guard).
-#[derive(Deserialize, Clone, Debug, Default)]
-pub struct DifySettings {
-    pub version: Option<String>,
-}
+/// Tag naming the data volume an instance mounts; the boot script reads it from instance metadata.
+pub const DATA_VOLUME_TAG: &str = "dify:data-volume";
+/// Tag naming the image and boot configuration an instance was launched with; a different one means "replace me".
+pub const GENERATION_TAG: &str = "dify:generation";
 
 #[derive(Deserialize, Clone, Debug)]
 pub struct Spec {
@@ -50,7 +49,7 @@ pub struct Spec {
     pub data_volume_ids: Option<Vec<String>>,
     pub target_group_arns: Option<BTreeSet<String>>,
     pub wait_for_healthy: Option<bool>,
-    pub dify: Option<DifySettings>,
+    pub dify: Option<boot::DifyConfig>,
     pub tags_all: Option<BTreeMap<String, String>>,
 }
 
@@ -68,8 +67,9 @@ impl Spec {
     pub fn data_volume(&self, index: usize) -> Option<&str> {
         self.data_volume_ids.as_ref().and_then(|v| v.get(index)).map(String::as_str)
     }
-    fn dify_version(&self) -> &str {
-        self.dify.as_ref().and_then(|d| d.version.as_deref()).unwrap_or(boot::DEFAULT_DIFY_VERSION)
+    /// The user data every instance boots with.
+    pub fn user_data(&self) -> String {
+        boot::render(&self.dify.clone().unwrap_or_default())
     }
     pub fn target_groups(&self) -> BTreeSet<String> {
         self.target_group_arns.clone().unwrap_or_default()
@@ -85,6 +85,8 @@ pub struct Observed {
     pub launch_template_tags: BTreeMap<String, String>,
     /// Live (not terminated) instances by index.
     pub instances: BTreeMap<usize, Instance>,
+    /// Other live instances of an index: the old or new side of a replacement that was interrupted.
+    pub superseded: Vec<(usize, Instance)>,
 }
 
 pub fn index_of(i: &Instance) -> Option<usize> {
@@ -111,12 +113,22 @@ pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], secu
     };
     let out = req.send().await.map_err(|e| format!("EC2 DescribeInstances: {}", errors::describe(&e)))?;
     let found: Vec<Instance> = out.reservations().iter().flat_map(|r| r.instances()).filter(|i| live(i)).cloned().collect();
-    let mut instances = BTreeMap::new();
+    // One instance per index; when two share one (an interrupted replacement), the one in state wins, else the newest.
+    let mut by_index: BTreeMap<usize, Vec<Instance>> = BTreeMap::new();
     for i in found {
         let position = instance_ids.iter().position(|id| Some(id.as_str()) == i.instance_id());
         if let Some(index) = index_of(&i).or(position) {
-            instances.insert(index, i);
+            by_index.entry(index).or_default().push(i);
         }
+    }
+    let mut instances = BTreeMap::new();
+    let mut superseded = Vec::new();
+    for (index, mut group) in by_index {
+        group.sort_by_key(|i| (instance_ids.iter().any(|id| Some(id.as_str()) == i.instance_id()), i.launch_time().map(|t| t.secs())));
+        if let Some(primary) = group.pop() {
+            instances.insert(index, primary);
+        }
+        superseded.extend(group.into_iter().map(|i| (index, i)));
     }
     // The instances' own group: the one named after the stack, else the first group of the first instance (an
     // import from an older module). Groups are read from the instance and from its network interfaces.
@@ -163,6 +175,7 @@ pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], secu
         launch_template_version: lt.as_ref().and_then(|t| t.latest_version_number()),
         launch_template_tags: lt.as_ref().map(|t| tags::from_ec2(t.tags())).unwrap_or_default(),
         instances,
+        superseded,
     })
 }
 
@@ -181,6 +194,7 @@ pub struct TemplateInputs {
     pub profile: Option<String>,
     pub key: Option<String>,
     pub groups: BTreeSet<String>,
+    pub user_data: Option<String>,
 }
 
 fn template_inputs(d: &aws_sdk_ec2::types::ResponseLaunchTemplateData) -> TemplateInputs {
@@ -191,6 +205,7 @@ fn template_inputs(d: &aws_sdk_ec2::types::ResponseLaunchTemplateData) -> Templa
         profile: d.iam_instance_profile().and_then(|p| p.name()).map(str::to_string),
         key: d.key_name().map(str::to_string),
         groups: d.network_interfaces().first().map(|n| n.groups().iter().cloned().collect()).unwrap_or_default(),
+        user_data: d.user_data().and_then(|u| base64::engine::general_purpose::STANDARD.decode(u).ok()).and_then(|b| String::from_utf8(b).ok()),
     }
 }
 
@@ -264,7 +279,13 @@ fn template_data(inputs: &TemplateInputs, root_device: &str) -> RequestLaunchTem
         .image_id(&inputs.ami)
         .instance_type(InstanceType::from(inputs.instance_type.as_str()))
         .ebs_optimized(true)
-        .metadata_options(LaunchTemplateInstanceMetadataOptionsRequest::builder().http_tokens(LaunchTemplateHttpTokensState::Required).http_put_response_hop_limit(2).build())
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(LaunchTemplateHttpTokensState::Required)
+                .http_put_response_hop_limit(2)
+                .instance_metadata_tags(aws_sdk_ec2::types::LaunchTemplateInstanceMetadataTagsState::Enabled)
+                .build(),
+        )
         .block_device_mappings(
             LaunchTemplateBlockDeviceMappingRequest::builder()
                 .device_name(root_device)
@@ -283,6 +304,9 @@ fn template_data(inputs: &TemplateInputs, root_device: &str) -> RequestLaunchTem
     }
     if let Some(k) = &inputs.key {
         data = data.key_name(k);
+    }
+    if let Some(u) = &inputs.user_data {
+        data = data.user_data(base64::engine::general_purpose::STANDARD.encode(u));
     }
     data.build()
 }
@@ -444,27 +468,32 @@ async fn wait_healthy(cancel: &CancellationToken, aws: &AwsClients, groups: &BTr
     Ok(())
 }
 
-fn user_data(spec: &Spec, index: usize) -> String {
-    let script = boot::render(&BootParams { dify_version: spec.dify_version(), data_volume_id: spec.data_volume(index) });
-    base64::engine::general_purpose::STANDARD.encode(script)
-}
-
 /// The tags an instance carries: the stack's tags, its Name, and the ownership and index tags.
-fn instance_tags(spec: &Spec, index: usize) -> BTreeMap<String, String> {
+fn instance_tags(spec: &Spec, index: usize, generation: &str) -> BTreeMap<String, String> {
     let mut t = spec.tags_all.clone().unwrap_or_default();
     t.insert(tags::NAME.into(), spec.instance_name(index));
     t.insert(STACK_TAG.into(), spec.name.clone());
     t.insert(INDEX_TAG.into(), index.to_string());
+    t.insert(GENERATION_TAG.into(), generation.to_string());
+    if let Some(v) = spec.data_volume(index) {
+        t.insert(DATA_VOLUME_TAG.into(), v.to_string());
+    }
     t
 }
 
-async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt: (&str, i64)) -> Result<String, String> {
-    // One instance per index and template version: a retried apply finds it by its tags (and AWS by the token).
+/// What an instance was launched from: the image and the boot configuration.
+fn generation(ami: &str, user_data: &str) -> String {
+    boot::sha256_hex(&format!("{ami}\n{}", boot::sha256_hex(user_data)))[..16].to_string()
+}
+
+async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt: (&str, i64), generation: &str) -> Result<String, String> {
+    // One instance per index and generation: a retried apply finds it by its tags (and AWS by the token).
     let existing = aws
         .ec2
         .describe_instances()
         .filters(Filter::builder().name(format!("tag:{STACK_TAG}")).values(&spec.name).build())
         .filters(Filter::builder().name(format!("tag:{INDEX_TAG}")).values(index.to_string()).build())
+        .filters(Filter::builder().name(format!("tag:{GENERATION_TAG}")).values(generation).build())
         .send()
         .await
         .map_err(|e| format!("EC2 DescribeInstances: {}", errors::describe(&e)))?;
@@ -474,7 +503,7 @@ async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt: (&
         return Ok(id);
     }
     let token = tags::client_token(&[&spec.name, &index.to_string(), lt.0, &lt.1.to_string()]);
-    let instance_tags = instance_tags(spec, index);
+    let instance_tags = instance_tags(spec, index, generation);
     let mut volume_tags = spec.tags_all.clone().unwrap_or_default();
     volume_tags.insert(tags::NAME.into(), format!("{}-root", spec.instance_name(index)));
     volume_tags.insert(STACK_TAG.into(), spec.name.clone());
@@ -492,8 +521,14 @@ async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt: (&
         .network_interfaces(
             InstanceNetworkInterfaceSpecification::builder().device_index(0).subnet_id(spec.subnet(index)).associate_public_ip_address(false).set_groups(Some(groups)).build(),
         )
-        .metadata_options(InstanceMetadataOptionsRequest::builder().http_tokens(aws_sdk_ec2::types::HttpTokensState::Required).http_put_response_hop_limit(2).build())
-        .user_data(user_data(spec, index))
+        .metadata_options(
+            InstanceMetadataOptionsRequest::builder()
+                .http_tokens(aws_sdk_ec2::types::HttpTokensState::Required)
+                .http_put_response_hop_limit(2)
+                .instance_metadata_tags(aws_sdk_ec2::types::InstanceMetadataTagsState::Enabled)
+                .build(),
+        )
+        .user_data(base64::engine::general_purpose::STANDARD.encode(spec.user_data()))
         .tag_specifications(tags::specification(ResourceType::Instance, &instance_tags))
         .tag_specifications(tags::specification(ResourceType::Volume, &volume_tags))
         .send()
@@ -540,13 +575,27 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
         profile: spec.iam_instance_profile.clone(),
         key: spec.key_name.clone(),
         groups,
+        user_data: Some(spec.user_data()),
     };
     let (lt_id, lt_version, _) = converge_launch_template(aws, spec, current, &inputs, &root_device).await?;
     let groups_now = spec.target_groups();
     let count = spec.instance_count as usize;
+    let wanted_generation = generation(&ami, &spec.user_data());
+
+    // An interrupted replacement left two instances for an index: keep the one of the wanted generation, retire
+    // the other (drained, stopped, its data volume released, terminated).
+    let mut instances = current.instances.clone();
+    for (index, other) in &current.superseded {
+        let keep_other = tag_of(other, GENERATION_TAG) == Some(wanted_generation.as_str()) && instances.get(index).is_some_and(|p| tag_of(p, GENERATION_TAG) != Some(wanted_generation.as_str()));
+        let retired = if keep_other { instances.insert(*index, other.clone()) } else { Some(other.clone()) };
+        if let Some(r) = retired {
+            log::info("finishing an interrupted replacement", &[("retiring", r.instance_id().unwrap_or_default().into()), ("index", (*index as u64).into())]);
+            retire(cancel, aws, previous_groups, &r, timeout).await?;
+        }
+    }
 
     // Scale in: highest indexes first, deregistered before they are terminated; their data volumes survive.
-    for (index, i) in current.instances.iter().rev().filter(|(index, _)| **index >= count) {
+    for (index, i) in instances.iter().rev().filter(|(index, _)| **index >= count) {
         let id = i.instance_id().unwrap_or_default().to_string();
         log::info("scaling in", &[("instance_id", id.clone().into()), ("index", (*index as u64).into())]);
         deregister(cancel, aws, previous_groups, &id, timeout).await?;
@@ -556,11 +605,15 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
 
     let mut ids = Vec::with_capacity(count);
     for index in 0..count {
-        let id = match current.instances.get(&index) {
+        let id = match instances.get(&index) {
+            Some(i) if tag_of(i, GENERATION_TAG).is_some_and(|g| g != wanted_generation) => {
+                replace_instance(cancel, aws, spec, index, i, &sg_id, (&lt_id, lt_version), &wanted_generation, previous_groups, timeout).await?
+            }
             Some(i) => {
                 let id = i.instance_id().unwrap_or_default().to_string();
-                // Instances imported from an older module get the ownership and index tags here too.
-                tags::sync_ec2(&aws.ec2, &id, &tags::from_ec2(i.tags()), &instance_tags(spec, index)).await?;
+                // Instances imported from an older module get the ownership, index and generation tags here: they
+                // keep running as they are until the boot configuration or the image next changes.
+                tags::sync_ec2(&aws.ec2, &id, &tags::from_ec2(i.tags()), &instance_tags(spec, index, &wanted_generation)).await?;
                 let type_now = i.instance_type().map(|t| t.as_str()).unwrap_or_default();
                 let volume_now = data_volume_of(i);
                 let wanted_volume = spec.data_volume(index).map(str::to_string);
@@ -608,7 +661,7 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
                 id
             }
             None => {
-                let id = launch(aws, spec, index, &sg_id, (&lt_id, lt_version)).await?;
+                let id = launch(aws, spec, index, &sg_id, (&lt_id, lt_version), &wanted_generation).await?;
                 let running = wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await?;
                 if let Some(volume) = spec.data_volume(index) {
                     if data_volume_of(&running).as_deref() != Some(volume) {
@@ -627,9 +680,115 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
     Ok(Converged { instance_ids: ids, security_group_id: sg_id, launch_template_id: lt_id })
 }
 
+fn tag_of<'a>(i: &'a Instance, key: &str) -> Option<&'a str> {
+    i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+/// Takes an instance out of service for good: drained, stopped, its data volume detached (waited `available`), then
+/// terminated. The volume is never force-detached, and detached only from a stopped instance.
+async fn retire(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<String>, i: &Instance, timeout: Duration) -> Result<(), String> {
+    let id = i.instance_id().unwrap_or_default().to_string();
+    deregister(cancel, aws, groups, &id, timeout).await?;
+    release_volume(cancel, aws, i, timeout).await?;
+    aws.ec2.terminate_instances().instance_ids(&id).send().await.map_err(|e| format!("EC2 TerminateInstances {id}: {}", errors::describe(&e)))?;
+    wait_instance(cancel, aws, &id, InstanceStateName::Terminated, timeout).await?;
+    Ok(())
+}
+
+/// Stops `i` (already deregistered) and detaches its data volume, waiting until the volume is `available`.
+async fn release_volume(cancel: &CancellationToken, aws: &AwsClients, i: &Instance, timeout: Duration) -> Result<Option<String>, String> {
+    let id = i.instance_id().unwrap_or_default().to_string();
+    if !matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Stopped)) {
+        aws.ec2.stop_instances().instance_ids(&id).send().await.map_err(|e| format!("EC2 StopInstances {id}: {}", errors::describe(&e)))?;
+        wait_instance(cancel, aws, &id, InstanceStateName::Stopped, timeout).await?;
+    }
+    let Some(volume) = data_volume_of(i) else { return Ok(None) };
+    aws.ec2
+        .detach_volume()
+        .instance_id(&id)
+        .volume_id(&volume)
+        .device(DATA_DEVICE)
+        .send()
+        .await
+        .map_err(|e| format!("EC2 DetachVolume {volume} from {id}: {}", errors::describe(&e)))?;
+    wait_volume_available(cancel, aws, &volume, timeout).await?;
+    Ok(Some(volume))
+}
+
+/// Replaces instance `old` at `index` with one of the wanted generation without ever exposing the mounted data
+/// volume to two machines: deregister and drain → stop old → detach (wait `available`) → launch new in the same
+/// subnet → attach → register → wait healthy → terminate old. If a step after the detach fails, the new instance is
+/// terminated, the volume goes back to the old one, which is started and registered again, and the error names the
+/// step. A rerun after an interruption finishes from what the tags show (see `converge`).
+#[allow(clippy::too_many_arguments)]
+async fn replace_instance(
+    cancel: &CancellationToken,
+    aws: &AwsClients,
+    spec: &Spec,
+    index: usize,
+    old: &Instance,
+    sg_id: &str,
+    lt: (&str, i64),
+    generation: &str,
+    previous_groups: &BTreeSet<String>,
+    timeout: Duration,
+) -> Result<String, String> {
+    let old_id = old.instance_id().unwrap_or_default().to_string();
+    let groups = spec.target_groups();
+    log::info("replacing instance", &[("instance_id", old_id.clone().into()), ("index", (index as u64).into())]);
+    deregister(cancel, aws, previous_groups, &old_id, timeout).await?;
+    let volume = release_volume(cancel, aws, old, timeout).await?;
+
+    let mut new_id = None;
+    let forward = async {
+        let id = launch(aws, spec, index, sg_id, lt, generation).await.map_err(|e| format!("launching the replacement: {e}"))?;
+        new_id = Some(id.clone());
+        wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await.map_err(|e| format!("starting the replacement: {e}"))?;
+        if let Some(v) = &volume {
+            attach(cancel, aws, &id, v, timeout).await.map_err(|e| format!("attaching {v} to the replacement: {e}"))?;
+        }
+        register(aws, &groups, &id, spec.app_port).await.map_err(|e| format!("registering the replacement: {e}"))?;
+        if spec.wait_for_healthy.unwrap_or(false) {
+            wait_healthy(cancel, aws, &groups, std::slice::from_ref(&id), timeout).await.map_err(|e| format!("waiting for the replacement to be healthy: {e}"))?;
+        }
+        Ok::<String, String>(id)
+    }
+    .await;
+    match forward {
+        Ok(id) => {
+            aws.ec2.terminate_instances().instance_ids(&old_id).send().await.map_err(|e| format!("EC2 TerminateInstances {old_id}: {}", errors::describe(&e)))?;
+            wait_instance(cancel, aws, &old_id, InstanceStateName::Terminated, timeout).await?;
+            Ok(id)
+        }
+        Err(step) => {
+            // Roll back: the old instance gets its volume back and serves again.
+            if let Some(id) = &new_id {
+                let _ = deregister(cancel, aws, &groups, id, timeout).await;
+                let _ = aws.ec2.terminate_instances().instance_ids(id).send().await;
+                let _ = wait_instance(cancel, aws, id, InstanceStateName::Terminated, timeout).await;
+            }
+            let mut restored = Vec::new();
+            if let Some(v) = &volume {
+                let _ = wait_volume_available(cancel, aws, v, timeout).await;
+                if let Err(e) = attach(cancel, aws, &old_id, v, timeout).await {
+                    restored.push(format!("re-attaching {v} failed too: {e}"));
+                }
+            }
+            if let Err(e) = start(cancel, aws, &old_id, timeout).await {
+                restored.push(format!("restarting {old_id} failed too: {e}"));
+            }
+            if let Err(e) = register(aws, previous_groups, &old_id, spec.app_port).await {
+                restored.push(format!("registering {old_id} again failed too: {e}"));
+            }
+            let outcome = if restored.is_empty() { format!("rolled back: {old_id} has its data volume and serves again") } else { restored.join("; ") };
+            Err(format!("replacing instance {} ({old_id}) failed at {step}; {outcome}", index + 1))
+        }
+    }
+}
+
 /// Deregisters and terminates every instance (data volumes survive), then deletes the template and security group.
 pub async fn tear_down(cancel: &CancellationToken, aws: &AwsClients, o: &Observed, groups: &BTreeSet<String>, timeout: Duration) -> Result<(), String> {
-    let ids: Vec<String> = o.instances.values().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+    let ids: Vec<String> = o.instances.values().chain(o.superseded.iter().map(|(_, i)| i)).filter_map(|i| i.instance_id().map(str::to_string)).collect();
     for id in &ids {
         deregister(cancel, aws, groups, id, timeout).await?;
     }
