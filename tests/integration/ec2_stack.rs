@@ -9,7 +9,7 @@ use crate::proxy::{AwsProxy, Rule};
 use crate::seed::{self, SeededNetwork};
 
 /// A network, an ALB and one data volume per private subnet, then the stack under test.
-fn config(net: &SeededNetwork, cert: &str, stack_body: &str) -> String {
+pub fn config(net: &SeededNetwork, cert: &str, stack_body: &str) -> String {
     format!(
         r#"terraform {{
   required_providers {{
@@ -62,7 +62,7 @@ output "stack" {{
     )
 }
 
-const ONE: &str = "  data_volume_ids = [dify_persistent_volume.a.id]";
+pub const ONE: &str = "  data_volume_ids = [dify_persistent_volume.a.id]";
 const SHARED: &str = r#"  dify {
     version          = "1.13.3"
     vector_store_url = "https://vectors.internal.example.com"
@@ -78,7 +78,7 @@ const SHARED: &str = r#"  dify {
     }
   }"#;
 
-async fn stack_instances(ec2: &aws_sdk_ec2::Client, name: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+pub async fn stack_instances(ec2: &aws_sdk_ec2::Client, name: &str) -> Vec<aws_sdk_ec2::types::Instance> {
     ec2.describe_instances()
         .filters(Filter::builder().name("tag:dify:stack").values(name).build())
         .filters(Filter::builder().name("instance-state-name").values("pending").values("running").values("stopping").values("stopped").build())
@@ -92,11 +92,11 @@ async fn stack_instances(ec2: &aws_sdk_ec2::Client, name: &str) -> Vec<aws_sdk_e
         .collect()
 }
 
-fn tag<'a>(i: &'a aws_sdk_ec2::types::Instance, key: &str) -> Option<&'a str> {
+pub fn tag<'a>(i: &'a aws_sdk_ec2::types::Instance, key: &str) -> Option<&'a str> {
     i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
 }
 
-async fn setup(moto: &Moto) -> (aws_sdk_ec2::Client, SeededNetwork, String) {
+pub async fn setup(moto: &Moto) -> (aws_sdk_ec2::Client, SeededNetwork, String) {
     let ec2 = moto.ec2().await;
     let net = seed::network(&ec2, "stack", "10.80").await;
     let cert = moto.certificate("app.example.com");

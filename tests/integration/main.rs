@@ -15,3 +15,4 @@ mod release;
 mod provider_config;
 mod proxy;
 mod seed;
+mod upgrades;

@@ -293,7 +293,7 @@ impl Resource for Ec2Stack {
         let spec: Spec = decode(&planned.without_unknowns()).map_err(|d| diags.push(d)).ok()?;
         let timeout = timeouts::get(planned, "create", CREATE_TIMEOUT);
         // An interrupted create left objects tagged with the stack name: resume from them.
-        let current = match observe(aws, &spec.name, &[], None, None).await {
+        let current = match observe(aws, &spec.name, &[], None, None, false).await {
             Ok(o) => o,
             Err(e) => {
                 diags.error(format!("Error creating EC2 stack ({})", spec.name), e);
@@ -301,14 +301,14 @@ impl Resource for Ec2Stack {
             }
         };
         let result = converge(&ctx.cancel, aws, &spec, &current, &BTreeSet::new(), timeout).await;
-        self.finish(aws, &spec, planned, result, &format!("creating EC2 stack ({})", spec.name), diags).await
+        self.finish(aws, &spec, planned, &Value::Null, result, &format!("creating EC2 stack ({})", spec.name), diags).await
     }
 
     async fn read(&self, ctx: &Ctx, state: &Value, _private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
         let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
         let name = state.get("name").as_str()?.to_string();
         let ids: Vec<String> = state.get("instance_ids").elements().unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
-        match observe(aws, &name, &ids, state.get("security_group_id").as_str(), state.get("launch_template_id").as_str()).await {
+        match observe(aws, &name, &ids, state.get("security_group_id").as_str(), state.get("launch_template_id").as_str(), false).await {
             Ok(o) if o.instances.is_empty() && o.security_group.is_none() && o.launch_template_id.is_none() => None,
             Ok(o) => Some(ResourceState { state: stack_state(state, &o, aws), private: Private::default(), identity: Some(identity(&name)) }),
             Err(e) => {
@@ -324,7 +324,7 @@ impl Resource for Ec2Stack {
         let timeout = timeouts::get(planned, "update", UPDATE_TIMEOUT);
         let ids: Vec<String> = prior.get("instance_ids").elements().unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
         let what = format!("updating EC2 stack ({})", spec.name);
-        let current = match observe(aws, &spec.name, &ids, prior.get("security_group_id").as_str(), prior.get("launch_template_id").as_str()).await {
+        let current = match observe(aws, &spec.name, &ids, prior.get("security_group_id").as_str(), prior.get("launch_template_id").as_str(), true).await {
             Ok(o) => o,
             Err(e) => {
                 diags.error(format!("Error {what}"), e);
@@ -333,7 +333,7 @@ impl Resource for Ec2Stack {
         };
         let previous_groups: BTreeSet<String> = decode(prior.get("target_group_arns")).unwrap_or_default();
         let result = converge(&ctx.cancel, aws, &spec, &current, &previous_groups, timeout).await;
-        self.finish(aws, &spec, planned, result, &what, diags).await
+        self.finish(aws, &spec, planned, prior, result, &what, diags).await
     }
 
     async fn delete(&self, ctx: &Ctx, prior: &Value, _private: &Private, diags: &mut Diagnostics) {
@@ -341,7 +341,7 @@ impl Resource for Ec2Stack {
         let name = prior.get("name").as_str().unwrap_or_default().to_string();
         let ids: Vec<String> = prior.get("instance_ids").elements().unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
         let timeout = timeouts::get(prior, "delete", DELETE_TIMEOUT);
-        let o = match observe(aws, &name, &ids, prior.get("security_group_id").as_str(), prior.get("launch_template_id").as_str()).await {
+        let o = match observe(aws, &name, &ids, prior.get("security_group_id").as_str(), prior.get("launch_template_id").as_str(), true).await {
             Ok(o) => o,
             Err(e) => return diags.error(format!("Error deleting EC2 stack ({name})"), e),
         };
@@ -359,7 +359,7 @@ impl Resource for Ec2Stack {
         } else {
             (id.clone(), vec![])
         };
-        let o = match observe(aws, &name_hint, &ids, None, None).await {
+        let o = match observe(aws, &name_hint, &ids, None, None, false).await {
             Ok(o) => o,
             Err(e) => {
                 diags.error(format!("Error importing EC2 stack ({id})"), e);
@@ -434,7 +434,17 @@ impl Resource for Ec2Stack {
 impl Ec2Stack {
     /// Reads the stack back after a converge; on failure records what exists (the apply reports the error) so
     /// nothing is orphaned.
-    async fn finish(&self, aws: &AwsClients, spec: &Spec, planned: &Value, result: Result<ops::Converged, String>, what: &str, diags: &mut Diagnostics) -> Option<ResourceState> {
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(&self, aws: &AwsClients, spec: &Spec, planned: &Value, prior: &Value, result: Result<ops::Converged, String>, what: &str, diags: &mut Diagnostics) -> Option<ResourceState> {
+        // After a failure the instances still run what they ran: keep the prior boot configuration in state, so the
+        // next plan shows (and the next apply retries) the change that did not happen.
+        let mut base = planned.clone();
+        if result.is_err() && !prior.is_null() {
+            for attr in ["rendered_user_data", "user_data_sha256", "launch_template_version", "instance_type"] {
+                base.set(attr, prior.get(attr).clone());
+            }
+        }
+        let planned = &base;
         let (ids, sg, lt) = match &result {
             Ok(c) => (c.instance_ids.clone(), Some(c.security_group_id.clone()), Some(c.launch_template_id.clone())),
             Err(e) => {
@@ -442,7 +452,7 @@ impl Ec2Stack {
                 (vec![], None, None)
             }
         };
-        match observe(aws, &spec.name, &ids, sg.as_deref(), lt.as_deref()).await {
+        match observe(aws, &spec.name, &ids, sg.as_deref(), lt.as_deref(), false).await {
             Ok(o) if result.is_err() && o.instances.is_empty() && o.security_group.is_none() && o.launch_template_id.is_none() => None,
             Ok(o) => Some(ResourceState { state: stack_state(planned, &o, aws), private: Private::default(), identity: Some(identity(&spec.name)) }),
             Err(e) => {

@@ -104,15 +104,26 @@ fn live(i: &Instance) -> bool {
 /// Reads the stack: instances by the ids in state (or, for a stack not yet in state, by its ownership tag), then its
 /// security group and launch template. Instances without an index tag (imported from an older module) take their
 /// position in `instance_ids`.
-pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], security_group_id: Option<&str>, launch_template_id: Option<&str>) -> Result<Observed, String> {
-    let req = aws.ec2.describe_instances();
-    let req = if instance_ids.is_empty() {
-        req.filters(Filter::builder().name(format!("tag:{STACK_TAG}")).values(name).build())
-    } else {
-        req.filters(Filter::builder().name("instance-id").set_values(Some(instance_ids.to_vec())).build())
+/// With `also_tagged` (before changing anything), instances carrying the stack's tag but missing from state — the new
+/// side of an interrupted replacement — are found too, at the cost of a second call.
+pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], security_group_id: Option<&str>, launch_template_id: Option<&str>, also_tagged: bool) -> Result<Observed, String> {
+    let describe = |filter: Filter| async move {
+        let out = aws.ec2.describe_instances().filters(filter).send().await.map_err(|e| format!("EC2 DescribeInstances: {}", errors::describe(&e)))?;
+        Ok::<Vec<Instance>, String>(out.reservations().iter().flat_map(|r| r.instances()).filter(|i| live(i)).cloned().collect())
     };
-    let out = req.send().await.map_err(|e| format!("EC2 DescribeInstances: {}", errors::describe(&e)))?;
-    let found: Vec<Instance> = out.reservations().iter().flat_map(|r| r.instances()).filter(|i| live(i)).cloned().collect();
+    let by_tag = || Filter::builder().name(format!("tag:{STACK_TAG}")).values(name).build();
+    let mut found = if instance_ids.is_empty() {
+        describe(by_tag()).await?
+    } else {
+        describe(Filter::builder().name("instance-id").set_values(Some(instance_ids.to_vec())).build()).await?
+    };
+    if also_tagged && !instance_ids.is_empty() && !name.is_empty() {
+        for i in describe(by_tag()).await? {
+            if !found.iter().any(|f| f.instance_id() == i.instance_id()) {
+                found.push(i);
+            }
+        }
+    }
     // One instance per index; when two share one (an interrupted replacement), the one in state wins, else the newest.
     let mut by_index: BTreeMap<usize, Vec<Instance>> = BTreeMap::new();
     for i in found {
@@ -737,7 +748,9 @@ async fn replace_instance(
     let groups = spec.target_groups();
     log::info("replacing instance", &[("instance_id", old_id.clone().into()), ("index", (index as u64).into())]);
     deregister(cancel, aws, previous_groups, &old_id, timeout).await?;
-    let volume = release_volume(cancel, aws, old, timeout).await?;
+    let released = release_volume(cancel, aws, old, timeout).await?;
+    // The replacement gets the volume the configuration names (normally the one just released).
+    let volume = spec.data_volume(index).map(str::to_string).or_else(|| released.clone());
 
     let mut new_id = None;
     let forward = async {
@@ -768,7 +781,7 @@ async fn replace_instance(
                 let _ = wait_instance(cancel, aws, id, InstanceStateName::Terminated, timeout).await;
             }
             let mut restored = Vec::new();
-            if let Some(v) = &volume {
+            if let Some(v) = &released {
                 let _ = wait_volume_available(cancel, aws, v, timeout).await;
                 if let Err(e) = attach(cancel, aws, &old_id, v, timeout).await {
                     restored.push(format!("re-attaching {v} failed too: {e}"));

@@ -1,0 +1,153 @@
+//! Boot configuration changes replace instances one at a time, moving the data volume; a failure rolls back, an
+//! interruption is finished by the next apply; and no secret ever reaches state, plans, logs or user data.
+
+use std::time::{Duration, Instant};
+
+use crate::ec2_stack::{config, setup, stack_instances, tag, ONE};
+use crate::harness::{kill_group, Moto, Workspace};
+use crate::proxy::{AwsProxy, Rule};
+
+fn versioned(version: &str) -> String {
+    format!("{ONE}\n  dify {{\n    version = \"{version}\"\n    url     = \"https://dify.example.com\"\n  }}")
+}
+
+fn data_volume(i: &aws_sdk_ec2::types::Instance) -> Option<String> {
+    i.block_device_mappings().iter().find(|m| m.device_name() == Some("/dev/sdf")).and_then(|m| m.ebs()).and_then(|e| e.volume_id()).map(str::to_string)
+}
+
+#[tokio::test]
+async fn a_version_bump_replaces_the_instance_moving_the_volume_in_the_safe_order() {
+    let moto = Moto::start();
+    let (ec2, net, cert) = setup(&moto).await;
+    let proxy = AwsProxy::start(&moto.endpoint());
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned("1.13.3")));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let old = stack_instances(&ec2, "dify-app").await.remove(0);
+    let volume = data_volume(&old).expect("attached");
+
+    ws.write("main.tf", &config(&net, &cert, &versioned("1.14.0")));
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("0 to add, 1 to change, 0 to destroy") && plan.stdout.contains("DIFY_VERSION='1.14.0'"), "the plan shows the new user data:\n{}", plan.stdout);
+    proxy.clear_calls();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let now = stack_instances(&ec2, "dify-app").await;
+    assert_eq!(now.len(), 1, "the old instance is gone");
+    assert_ne!(now[0].instance_id(), old.instance_id(), "replaced");
+    assert_eq!(data_volume(&now[0]).as_deref(), Some(volume.as_str()), "the same data volume moved over");
+    let steps = ["DeregisterTargets", "StopInstances", "DetachVolume", "RunInstances", "AttachVolume", "RegisterTargets", "TerminateInstances"];
+    let order: Vec<String> = proxy.calls().into_iter().map(|c| c.operation).filter(|o| steps.iter().any(|s| o.ends_with(&format!(":{s}")))).collect();
+    let expected: Vec<&str> = steps.to_vec();
+    let names: Vec<&str> = order.iter().map(|o| o.rsplit(':').next().unwrap()).collect();
+    assert_eq!(names, expected, "never two machines on one disk");
+    ws.assert_no_changes();
+}
+
+#[tokio::test]
+async fn a_failed_attach_rolls_back_to_the_old_instance_and_a_rerun_completes() {
+    let moto = Moto::start();
+    let (ec2, net, cert) = setup(&moto).await;
+    let elb = moto.elbv2().await;
+    let proxy = AwsProxy::start(&moto.endpoint());
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned("1.13.3")));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let old = stack_instances(&ec2, "dify-app").await.remove(0);
+    let volume = data_volume(&old).unwrap();
+
+    ws.write("main.tf", &config(&net, &cert, &versioned("1.14.0")));
+    proxy.add_rule(Rule::Fail { operation: "ec2:AttachVolume".into(), status: 400, code: "IncorrectState".into(), times: 1 });
+    let out = ws.run(&["apply", "-auto-approve", "-input=false"]);
+    assert_ne!(out.code, 0);
+    assert!(out.flat().contains("failed at attaching") && out.flat().contains("rolled back"), "{}", out.all());
+    let now = stack_instances(&ec2, "dify-app").await;
+    assert_eq!(now.len(), 1, "the replacement was terminated");
+    assert_eq!(now[0].instance_id(), old.instance_id());
+    assert_eq!(now[0].state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"), "the old instance serves again");
+    assert_eq!(data_volume(&now[0]).as_deref(), Some(volume.as_str()), "with its data volume");
+    let tg = ws.outputs()["stack"]["value"]["target_group_arns"][0].as_str().unwrap().to_string();
+    let health = elb.describe_target_health().target_group_arn(&tg).send().await.unwrap();
+    assert!(health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == old.instance_id()), "registered again");
+
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let done = stack_instances(&ec2, "dify-app").await;
+    assert_eq!(done.len(), 1);
+    assert_ne!(done[0].instance_id(), old.instance_id());
+    assert_eq!(data_volume(&done[0]).as_deref(), Some(volume.as_str()));
+    ws.assert_no_changes();
+}
+
+#[tokio::test]
+async fn an_interrupted_upgrade_is_finished_by_the_next_apply() {
+    let moto = Moto::start();
+    let (ec2, net, cert) = setup(&moto).await;
+    let proxy = AwsProxy::start(&moto.endpoint());
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned("1.13.3")));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let old = stack_instances(&ec2, "dify-app").await.remove(0);
+    let volume = data_volume(&old).unwrap();
+
+    ws.write("main.tf", &config(&net, &cert, &versioned("1.14.0")));
+    proxy.clear_calls();
+    proxy.add_rule(Rule::DelayResponse { operation: "ec2:RunInstances".into(), delay: Duration::from_secs(120) });
+    let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while proxy.count("ec2:RunInstances") == 0 {
+        assert!(Instant::now() < deadline, "the upgrade never launched: {:?}", proxy.counts());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill_group(&mut apply);
+    proxy.clear_rules();
+    ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
+    let now = stack_instances(&ec2, "dify-app").await;
+    assert_eq!(now.len(), 1, "one instance per index: {:?}", now.iter().map(|i| i.instance_id()).collect::<Vec<_>>());
+    assert_ne!(now[0].instance_id(), old.instance_id());
+    assert_eq!(data_volume(&now[0]).as_deref(), Some(volume.as_str()));
+    assert!(tag(&now[0], "dify:generation").is_some());
+    assert_eq!(proxy.count("ec2:RunInstances"), 1, "the launched replacement was adopted, not launched again");
+    ws.assert_no_changes();
+}
+
+/// `NAME=value` with a literal value (not a shell expansion) for any generated secret.
+fn leaked(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for name in terraform_provider_dify::boot::GENERATED_SECRETS {
+        let needle = format!("{name}=");
+        for (at, _) in text.match_indices(&needle) {
+            let preceded = text[..at].chars().last().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            let next = text[at + needle.len()..].chars().next();
+            if !preceded && next.is_some_and(|c| !matches!(c, '$' | '"' | '\'' | '\\' | ' ' | '\n')) {
+                found.push(text[at..(at + needle.len() + 12).min(text.len())].to_string());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn no_secret_reaches_state_plans_logs_or_user_data_and_managed_keys_are_refused() {
+    let moto = Moto::start();
+    let (_, net, cert) = setup(&moto).await;
+    let body = format!(
+        "{ONE}\n  dify {{\n    version = \"1.13.3\"\n    external_database {{\n      host = \"db.internal\"\n      password_secret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:db\"\n    }}\n  }}"
+    );
+    let ws = Workspace::new(&moto, &config(&net, &cert, &body)).env("TF_LOG_PROVIDER", "DEBUG");
+    ws.init();
+    let applied = ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let state = std::fs::read_to_string(ws.dir.path().join("terraform.tfstate")).unwrap();
+    let show = ws.ok(&["show", "-json"]).stdout;
+    ws.ok(&["plan", "-out=plan.bin", "-input=false"]);
+    let plan = ws.ok(&["show", "-json", "plan.bin"]).stdout;
+    let user_data = ws.outputs()["stack"]["value"]["rendered_user_data"].as_str().unwrap().to_string();
+    let script = terraform_provider_dify::boot::BOOTSTRAP_SCRIPT;
+    for (what, text) in [("state", state.as_str()), ("show -json", &show), ("plan JSON", &plan), ("DEBUG logs", &applied.stderr), ("user data", &user_data), ("bootstrap script", script)] {
+        assert!(leaked(text).is_empty(), "{what} holds a secret value: {:?}", leaked(text));
+    }
+    assert!(user_data.contains("DIFY_DB_PASSWORD_SECRET_ARN='arn:aws:secretsmanager"), "only the secret's ARN travels");
+
+    ws.write("main.tf", &config(&net, &cert, &format!("{ONE}\n  dify {{\n    version = \"1.13.3\"\n    env = {{ SECRET_KEY = \"mine\" }}\n  }}")));
+    let out = ws.run(&["validate"]);
+    assert_ne!(out.code, 0);
+    assert!(out.flat().contains("dify.env[\"SECRET_KEY\"]") && out.flat().contains("CONSOLE_WEB_URL"), "{}", out.all());
+}
