@@ -35,12 +35,13 @@ $(VENV)/.installed: Makefile
 	touch $@
 
 # mkfs.ext4 builds the disk images the source_image tests upload; gpg signs the release test's checksums;
-# shellcheck checks the boot script.
+# shellcheck checks the boot script; cloud-init checks the rendered user data against its schema.
 tools:
 	@command -v mkfs.ext4 >/dev/null || test -x /usr/sbin/mkfs.ext4 || test -x /sbin/mkfs.ext4 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs)
 	@command -v gpg >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnupg)
 	@command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck)
+	@command -v cloud-init >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cloud-init)
 
 # Unit tests, protocol tests, and acceptance tests through real Terraform against the emulator.
 test: venv tools

@@ -31,6 +31,15 @@ fn rendered_user_data_is_cloud_config_yaml() {
     }
 }
 
+#[test]
+fn rendered_user_data_passes_cloud_init_s_schema_check() {
+    for golden in ["user-data-default.yaml", "user-data-full.yaml"] {
+        let out = Command::new("cloud-init").args(["schema", "--config-file"]).arg(root().join("tests/golden").join(golden)).output().expect("cloud-init (make test installs it)");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("Valid cloud-config"), "{golden}: {text}");
+    }
+}
+
 /// A sandbox for the disk step: stand-in devices, fake tools that record their calls, settings and fstab.
 struct DiskSandbox {
     dir: tempfile::TempDir,
