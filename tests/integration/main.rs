@@ -2,6 +2,7 @@
 
 mod alb;
 mod ami;
+mod bad_input;
 mod boot;
 mod dns_record;
 mod ec2_stack;

@@ -184,7 +184,7 @@ impl Resource for Alb {
         };
         if let (Some(t), Some(i)) = (or_default("timeout", HEALTH_CHECK_TIMEOUT), or_default("interval", HEALTH_CHECK_INTERVAL)) {
             if t >= i {
-                diags.error_at(AttrPath::root("health_check").attr("timeout"), "Health check timeout must be shorter than its interval", format!("timeout {t} ≥ interval {i}; lower `timeout` or raise `interval`."));
+                diags.error_at(AttrPath::root("health_check").attr("timeout"), "`health_check.timeout` must be shorter than its interval", format!("timeout {t} ≥ interval {i}; lower `timeout` or raise `interval`."));
             }
         }
     }

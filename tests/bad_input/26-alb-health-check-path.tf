@@ -1,0 +1,9 @@
+# expect: health_check.path && starting with
+resource "dify_alb" "a" {
+  name = "dify"
+  vpc_id     = data.dify_network.n.vpc_id
+  subnet_ids = data.dify_network.n.public_subnet_ids
+  health_check {
+    path = "console/api/ping"
+  }
+}

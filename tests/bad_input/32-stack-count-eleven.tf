@@ -1,0 +1,6 @@
+# expect: instance_count && 1 to 10
+resource "dify_ec2_stack" "s" {
+  name = "s"
+  subnet_ids = data.dify_network.n.private_subnet_ids
+  instance_count = 11
+}

@@ -1,0 +1,12 @@
+# expect: password_secret_arn && arn:
+resource "dify_ec2_stack" "s" {
+  name = "s"
+  subnet_ids = data.dify_network.n.private_subnet_ids
+  dify {
+    version = "1.13.3"
+    external_database {
+      host = "db"
+      password_secret_arn = "db-password"
+    }
+  }
+}

@@ -1,0 +1,8 @@
+# expect: timeouts.update && duration
+resource "dify_ec2_stack" "s" {
+  name = "s"
+  subnet_ids = data.dify_network.n.private_subnet_ids
+  timeouts {
+    update = "forever"
+  }
+}
