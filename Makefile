@@ -11,7 +11,7 @@ MOTO_PIP      := moto[server]==5.2.5
 export DIFY_PROVIDER_NAMESPACE := $(NAMESPACE)
 export DIFY_VENV := $(VENV)
 
-.PHONY: all build release test unit venv tools demo docs bench clean-work
+.PHONY: all build release test test-faults unit venv tools demo docs bench clean-work
 
 all: build
 
@@ -46,6 +46,11 @@ tools:
 # Unit tests, protocol tests, and acceptance tests through real Terraform against the emulator.
 test: venv tools
 	cargo test --locked
+
+# The fault matrix of the convergence test at a larger size: make test-faults SEEDS=100 (make test runs 3 seeds).
+SEEDS ?= 10
+test-faults: venv tools
+	DIFY_FAULT_SEEDS=$(SEEDS) cargo test --locked --test integration faults
 
 unit:
 	cargo test --locked --lib

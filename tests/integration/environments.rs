@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::Filter;
 use crate::harness::{namespace, root, Moto, Workspace, MOTO_ACCOUNT};
 use crate::seed;
 
-const REGION: &str = "ap-northeast-1";
+pub const REGION: &str = "ap-northeast-1";
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -22,28 +22,44 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-async fn apply_environment(env: &str, cidr: &str) {
-    let moto = Moto::start();
+/// An env folder ready to run: the emulator seeded as its tfvars expect, the folder and the module copied into a
+/// workspace whose AWS calls go to `endpoint`, initialised. Returns the workspace and the `-var`s swapping in the
+/// emulator's account, certificate and zone.
+pub async fn prepare(env: &str, cidr: &str, moto: &Moto, endpoint: &str) -> (Workspace, Vec<String>) {
     let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config_in(REGION).await);
     let r53 = moto.route53().await;
     seed::network_named(&ec2, &format!("dify-{env}-vpc"), &format!("dify-{env}"), cidr, REGION).await;
     let zone = r53.create_hosted_zone().name("example.com").caller_reference(env).send().await.unwrap().hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
     let cert = moto.certificate_in(REGION, &format!("dify-{env}.example.com"));
-
-    let ws = Workspace::new(&moto, "");
+    let ws = Workspace::via(endpoint, "");
     std::fs::remove_file(ws.dir.path().join("main.tf")).unwrap();
     copy_tree(&root().join("examples/modules"), &ws.dir.path().join("modules"));
     copy_tree(&root().join(format!("examples/environments/{env}")), &ws.dir.path().join(format!("environments/{env}")));
+    let vars = vec![format!("-var=aws_account_id={MOTO_ACCOUNT}"), format!("-var=certificate_arn={cert}"), format!("-var=hosted_zone_id={zone}")];
+    let out = ws.run(&[&format!("-chdir=environments/{env}"), "init", "-input=false"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    (ws, vars)
+}
+
+/// Runs `terraform -chdir=environments/ENV ARGS [VARS]`.
+pub fn in_env(ws: &Workspace, env: &str, args: &[&str], vars: &[String]) -> crate::harness::TfOutput {
+    let mut all = vec![format!("-chdir=environments/{env}")];
+    all.extend(args.iter().map(|s| s.to_string()));
+    all.extend(vars.iter().cloned());
+    ws.run(&all.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+async fn apply_environment(env: &str, cidr: &str) {
+    let moto = Moto::start();
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config_in(REGION).await);
+    let (ws, vars) = prepare(env, cidr, &moto, &moto.endpoint()).await;
     let chdir = format!("-chdir=environments/{env}");
-    let vars = [format!("-var=aws_account_id={MOTO_ACCOUNT}"), format!("-var=certificate_arn={cert}"), format!("-var=hosted_zone_id={zone}")];
     let with = |args: &[&str]| -> Vec<String> {
         let mut v = vec![chdir.clone()];
         v.extend(args.iter().map(|s| s.to_string()));
         v
     };
     let run = |args: Vec<String>| ws.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let out = run(with(&["init", "-input=false"]));
-    assert_eq!(out.code, 0, "{}", out.all());
 
     // The committed tfvars name other accounts: the account guard refuses to plan.
     let out = run(with(&["plan", "-input=false"]));

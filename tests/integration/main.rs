@@ -7,6 +7,7 @@ mod boot;
 mod dns_record;
 mod ec2_stack;
 mod environments;
+mod faults;
 mod harness;
 mod migration;
 mod network;

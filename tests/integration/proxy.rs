@@ -3,7 +3,6 @@
 //! call log, and applies rules: hold a response back (to interrupt an apply at a known point) or fail a call.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,10 +28,51 @@ pub enum Rule {
     Fail { operation: String, status: u16, code: String, times: usize },
 }
 
+/// Seeded random faults on a share of calls, injected before the call reaches the emulator (as a throttle or an
+/// outage would), plus "eventual consistency lies": a describe-by-id right after a create answers NotFound.
+#[derive(Clone, Debug)]
+pub struct Chaos {
+    pub seed: u64,
+    /// Share of calls that get a fault, 0.0–1.0.
+    pub rate: f64,
+    /// How many describes-by-id after a create are answered NotFound.
+    pub stale_reads: usize,
+}
+
 #[derive(Default)]
 struct State {
     calls: Vec<Call>,
     rules: Vec<Rule>,
+    chaos: Option<(Chaos, u64)>,
+    /// Describe operations still owed a NotFound, by operation.
+    stale: HashMap<String, usize>,
+    faults: HashMap<String, usize>,
+}
+
+/// One step of xorshift64*: reproducible from the seed, independent of the machine.
+fn next_random(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// For a create operation: the describe that would see the new object, and the NotFound code it answers.
+fn stale_after(operation: &str) -> Option<(&'static str, &'static str)> {
+    match operation.rsplit(':').next()? {
+        "CreateVolume" => Some(("ec2:DescribeVolumes", "InvalidVolume.NotFound")),
+        "RunInstances" => Some(("ec2:DescribeInstances", "InvalidInstanceID.NotFound")),
+        "CreateLoadBalancer" => Some(("elasticloadbalancing:DescribeLoadBalancers", "LoadBalancerNotFound")),
+        "CreateTargetGroup" => Some(("elasticloadbalancing:DescribeTargetGroups", "TargetGroupNotFound")),
+        _ => None,
+    }
+}
+
+/// Whether a describe names objects by id (AWS answers NotFound for a missing id; filters just answer nothing).
+fn describes_by_id(body: &str) -> bool {
+    ["VolumeId.1=", "InstanceId.1=", "LoadBalancerArns.member.1=", "TargetGroupArns.member.1="].iter().any(|k| body.contains(k))
 }
 
 pub struct AwsProxy {
@@ -80,15 +120,92 @@ fn operation(parts: &hyper::http::request::Parts, body: &[u8]) -> String {
     }
 }
 
-fn aws_error(status: u16, code: &str) -> Response<Full<Bytes>> {
-    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error></Errors><RequestID>proxy</RequestID></Response>");
-    Response::builder().status(status).header("content-type", "text/xml").body(Full::new(Bytes::from(body))).unwrap()
+/// An AWS error in the wire format of the operation's service (EC2 query, the other query/REST-XML services, or
+/// REST-JSON for EBS direct), so the SDK parses its code exactly as it would AWS's.
+fn aws_error(operation: &str, status: u16, code: &str) -> Response<Full<Bytes>> {
+    const MESSAGE: &str = "injected by the test proxy";
+    let (content_type, body) = match operation.split(':').next().unwrap_or_default() {
+        "ec2" => ("text/xml", format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{MESSAGE}</Message></Error></Errors><RequestID>proxy</RequestID></Response>")),
+        "ebs" => ("application/json", format!("{{\"message\":\"{MESSAGE}\"}}")),
+        _ => ("text/xml", format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{MESSAGE}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>")),
+    };
+    Response::builder().status(status).header("content-type", content_type).header("x-amzn-errortype", code).body(Full::new(Bytes::from(body))).unwrap()
 }
 
-async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+enum Fault {
+    Error(u16, String),
+    Reset,
+    Latency(Duration),
+}
+
+/// Returned by the service to make hyper drop the connection without an answer.
+#[derive(Debug)]
+struct ConnectionReset;
+
+impl std::fmt::Display for ConnectionReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "injected connection reset")
+    }
+}
+
+impl std::error::Error for ConnectionReset {}
+
+async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ConnectionReset> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let op = format!("{}:{}", service(&parts), operation(&parts, &body));
+
+    let body_text = String::from_utf8_lossy(&body).to_string();
+    let chaos_fault = {
+        let mut s = state.lock().unwrap();
+        let mut fault = None;
+        if let Some((chaos, mut rng)) = s.chaos.clone() {
+            let owed = s.stale.get(&op).copied().unwrap_or(0);
+            if owed > 0 && describes_by_id(&body_text) {
+                s.stale.insert(op.clone(), owed - 1);
+                let code = match op.as_str() {
+                    "ec2:DescribeVolumes" => "InvalidVolume.NotFound",
+                    "ec2:DescribeInstances" => "InvalidInstanceID.NotFound",
+                    "elasticloadbalancing:DescribeLoadBalancers" => "LoadBalancerNotFound",
+                    _ => "TargetGroupNotFound",
+                };
+                fault = Some(Fault::Error(400, code.to_string()));
+            } else if (next_random(&mut rng) % 10_000) as f64 / 10_000.0 < chaos.rate {
+                fault = Some(match next_random(&mut rng) % 7 {
+                    0 => Fault::Error(400, "Throttling".into()),
+                    1 => Fault::Error(503, "RequestLimitExceeded".into()),
+                    2 => Fault::Error(429, "TooManyRequestsException".into()),
+                    3 => Fault::Error(500, "InternalError".into()),
+                    4 => Fault::Error(503, "ServiceUnavailable".into()),
+                    5 => Fault::Reset,
+                    _ => Fault::Latency(Duration::from_millis(50 + next_random(&mut rng) % 400)),
+                });
+            }
+            s.chaos = Some((chaos, rng));
+        }
+        if let Some(f) = &fault {
+            let kind = match f {
+                Fault::Error(_, code) => code.clone(),
+                Fault::Reset => "reset".into(),
+                Fault::Latency(_) => "latency".into(),
+            };
+            *s.faults.entry(kind).or_insert(0) += 1;
+        }
+        fault
+    };
+    match chaos_fault {
+        Some(Fault::Error(status, code)) => {
+            let response = aws_error(&op, status, &code);
+            state.lock().unwrap().calls.push(Call { operation: op, status });
+            return Ok(response);
+        }
+        Some(Fault::Reset) => {
+            state.lock().unwrap().calls.push(Call { operation: op, status: 0 });
+            return Err(ConnectionReset);
+        }
+        Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
 
     let (fail, delay) = {
         let mut s = state.lock().unwrap();
@@ -107,8 +224,9 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
         (fail, delay)
     };
     if let Some((status, code)) = fail {
+        let response = aws_error(&op, status, &code);
         state.lock().unwrap().calls.push(Call { operation: op, status });
-        return Ok(aws_error(status, &code));
+        return Ok(response);
     }
 
     let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
@@ -125,7 +243,15 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
     };
     let (rparts, rbody) = response.into_parts();
     let rbytes = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    state.lock().unwrap().calls.push(Call { operation: op, status: rparts.status.as_u16() });
+    {
+        let mut s = state.lock().unwrap();
+        if let (Some((chaos, _)), Some((describe, _))) = (s.chaos.clone(), stale_after(&op)) {
+            if rparts.status.is_success() && chaos.stale_reads > 0 {
+                s.stale.insert(describe.to_string(), chaos.stale_reads);
+            }
+        }
+        s.calls.push(Call { operation: op, status: rparts.status.as_u16() });
+    }
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
@@ -166,6 +292,21 @@ impl AwsProxy {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Turns seeded random faults on (or off with `None`).
+    pub fn chaos(&self, chaos: Option<Chaos>) {
+        let mut s = self.state.lock().unwrap();
+        s.chaos = chaos.map(|c| {
+            let seed = c.seed.max(1);
+            (c, seed)
+        });
+        s.stale.clear();
+    }
+
+    /// Injected faults by kind.
+    pub fn faults(&self) -> HashMap<String, usize> {
+        self.state.lock().unwrap().faults.clone()
     }
 
     pub fn add_rule(&self, rule: Rule) {

@@ -209,7 +209,8 @@ async fn converge_load_balancer(cancel: &CancellationToken, aws: &AwsClients, sp
     let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
 
     wait_until(cancel, timeout, || async {
-        let lb = find_load_balancer(aws, Lookup::Arn(&arn)).await?.ok_or_else(|| format!("load balancer {arn} disappeared"))?;
+        // Just created, AWS may not list it yet (eventual consistency): keep waiting.
+        let Some(lb) = find_load_balancer(aws, Lookup::Arn(&arn)).await? else { return Ok(Status::Pending("not visible yet".into())) };
         Ok(match lb.state().and_then(|s| s.code()) {
             Some(LoadBalancerStateEnum::Active) | None => Status::Done(()),
             Some(LoadBalancerStateEnum::Failed) => return Err(format!("load balancer {arn} failed: {}", lb.state().and_then(|s| s.reason()).unwrap_or("no reason given"))),

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
+use crate::aws::wait::{wait_until, Status};
 use crate::aws::{errors, tags, AwsClients};
 use crate::framework::decode::decode;
 use crate::framework::private::Private;
@@ -30,6 +32,8 @@ pub const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 pub const HEALTH_CHECK_PATH: &str = "/console/api/ping";
 const HEALTH_CHECK_INTERVAL: i64 = 15;
 const HEALTH_CHECK_TIMEOUT: i64 = 5;
+/// How long a read right after a change waits for AWS to show what it just made.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(120);
 const CREATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -271,10 +275,10 @@ impl Resource for Alb {
             Ok(c) => c,
             Err(e) => {
                 diags.error(format!("Error creating ALB ({})", spec.name), e);
-                return self.salvage(aws, &spec.name, planned, diags).await;
+                return self.salvage(&ctx.cancel, aws, &spec.name, planned, diags).await;
             }
         };
-        self.read_back(aws, &done.lb_arn, Some(&done.target_group_arn), planned, &format!("creating ALB ({})", spec.name), diags).await
+        self.read_back(&ctx.cancel, aws, &done.lb_arn, Some(&done.target_group_arn), planned, &format!("creating ALB ({})", spec.name), diags).await
     }
 
     async fn read(&self, ctx: &Ctx, state: &Value, private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
@@ -318,10 +322,10 @@ impl Resource for Alb {
             }
         };
         match converge(&ctx.cancel, aws, &spec, current.as_ref(), timeout).await {
-            Ok(done) => self.read_back(aws, &done.lb_arn, Some(&done.target_group_arn), planned, &what, diags).await,
+            Ok(done) => self.read_back(&ctx.cancel, aws, &done.lb_arn, Some(&done.target_group_arn), planned, &what, diags).await,
             Err(e) => {
                 diags.error(format!("Error {what}"), e);
-                self.read_back(aws, &arn, prior.get("target_group_arn").as_str(), prior, &what, diags).await
+                self.read_back(&ctx.cancel, aws, &arn, prior.get("target_group_arn").as_str(), prior, &what, diags).await
             }
         }
     }
@@ -380,30 +384,33 @@ impl Resource for Alb {
 
 impl Alb {
     /// Reads the converged load balancer into state.
-    async fn read_back(&self, aws: &AwsClients, arn: &str, tg: Option<&str>, base: &Value, what: &str, diags: &mut Diagnostics) -> Option<ResourceState> {
-        let result = match find_load_balancer(aws, Lookup::Arn(arn)).await {
-            Ok(Some(lb)) => observe(aws, lb, tg).await,
-            Ok(None) => Err(format!("load balancer {arn} disappeared")),
-            Err(e) => Err(e),
-        };
+    /// Reads the converged load balancer into state. Objects made a moment ago may not be visible yet (eventual
+    /// consistency): the read is repeated until the load balancer and the target group it forwards to are seen.
+    async fn read_back(&self, cancel: &CancellationToken, aws: &AwsClients, arn: &str, tg: Option<&str>, base: &Value, what: &str, diags: &mut Diagnostics) -> Option<ResourceState> {
+        let result = wait_until(cancel, READ_BACK_TIMEOUT, || async {
+            let Some(lb) = find_load_balancer(aws, Lookup::Arn(arn)).await? else { return Ok(Status::Pending(format!("load balancer {arn} not visible yet"))) };
+            let o = observe(aws, lb, tg).await?;
+            Ok(if tg.is_some() && o.target_group.is_none() { Status::Pending("target group not visible yet".into()) } else { Status::Done(o) })
+        })
+        .await;
         match result {
             Ok(o) => Some(resource_state(observe::state(base, &o, aws))),
             Err(e) => {
-                diags.error(format!("Error {what}: reading it back"), e);
+                diags.error(format!("Error {what}: reading it back"), e.to_string());
                 None
             }
         }
     }
 
     /// After a failed create: if the load balancer exists, record it (tainted) so nothing is orphaned.
-    async fn salvage(&self, aws: &AwsClients, name: &str, planned: &Value, diags: &mut Diagnostics) -> Option<ResourceState> {
+    async fn salvage(&self, cancel: &CancellationToken, aws: &AwsClients, name: &str, planned: &Value, diags: &mut Diagnostics) -> Option<ResourceState> {
         let lb = find_load_balancer(aws, Lookup::Name(name)).await.ok().flatten()?;
         let o: Observed = observe(aws, lb, None).await.ok()?;
         if o.lb_tags.get(tags::OWNER_ALB).map(String::as_str) != Some(name) {
             return None;
         }
         let mut d = Diagnostics::new();
-        let state = self.read_back(aws, o.arn(), None, planned, "recording the partly created ALB", &mut d).await;
+        let state = self.read_back(cancel, aws, o.arn(), None, planned, "recording the partly created ALB", &mut d).await;
         diags.extend(d);
         state
     }

@@ -107,7 +107,11 @@ pub async fn observe(aws: &AwsClients, lb: LoadBalancer, known_target_group: Opt
             );
             match groups {
                 Ok(o) => {
-                    let attrs = attrs.map(|a| a.attributes.unwrap_or_default()).unwrap_or_default();
+                    let attrs = match attrs {
+                        Ok(a) => a.attributes.unwrap_or_default(),
+                        Err(e) if errors::is_not_found(&e) => vec![],
+                        Err(e) => return Err(format!("ELBv2 DescribeTargetGroupAttributes: {}", errors::describe(&e))),
+                    };
                     (o.target_groups.unwrap_or_default().into_iter().next(), attrs.into_iter().filter_map(|a| Some((a.key?, a.value.unwrap_or_default()))).collect())
                 }
                 Err(e) if errors::is_not_found(&e) => (None, BTreeMap::new()),

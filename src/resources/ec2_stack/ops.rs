@@ -389,7 +389,12 @@ async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Obser
 
 async fn wait_instance(cancel: &CancellationToken, aws: &AwsClients, id: &str, want: InstanceStateName, timeout: Duration) -> Result<Instance, String> {
     wait_until(cancel, timeout, || async {
-        let out = aws.ec2.describe_instances().instance_ids(id).send().await.map_err(|e| format!("EC2 DescribeInstances: {}", errors::describe(&e)))?;
+        // An instance launched a moment ago may not be visible yet (eventual consistency): keep waiting.
+        let out = match aws.ec2.describe_instances().instance_ids(id).send().await {
+            Ok(o) => o,
+            Err(e) if errors::is_not_found(&e) => return Ok(Status::Pending("not visible yet".into())),
+            Err(e) => return Err(format!("EC2 DescribeInstances: {}", errors::describe(&e))),
+        };
         let i = out.reservations().iter().flat_map(|r| r.instances()).next().cloned();
         Ok(match i {
             Some(i) if i.state().and_then(|s| s.name()) == Some(&want) => Status::Done(i),
@@ -401,10 +406,18 @@ async fn wait_instance(cancel: &CancellationToken, aws: &AwsClients, id: &str, w
     .map_err(|e| format!("waiting for {id} to be {}: {e}", want.as_str()))
 }
 
+/// A volume's state; "not visible yet" while AWS still answers NotFound for one it has (eventual consistency).
+async fn volume_state(aws: &AwsClients, volume: &str) -> Result<String, String> {
+    match aws.ec2.describe_volumes().volume_ids(volume).send().await {
+        Ok(out) => Ok(out.volumes().first().and_then(|v| v.state()).map(|s| s.as_str().to_string()).unwrap_or_default()),
+        Err(e) if errors::is_not_found(&e) => Ok("not visible yet".into()),
+        Err(e) => Err(format!("EC2 DescribeVolumes: {}", errors::describe(&e))),
+    }
+}
+
 async fn wait_volume_available(cancel: &CancellationToken, aws: &AwsClients, volume: &str, timeout: Duration) -> Result<(), String> {
     wait_until(cancel, timeout, || async {
-        let out = aws.ec2.describe_volumes().volume_ids(volume).send().await.map_err(|e| format!("EC2 DescribeVolumes: {}", errors::describe(&e)))?;
-        let state = out.volumes().first().and_then(|v| v.state()).map(|s| s.as_str().to_string()).unwrap_or_default();
+        let state = volume_state(aws, volume).await?;
         Ok(if state == "available" { Status::Done(()) } else { Status::Pending(state) })
     })
     .await
@@ -414,8 +427,7 @@ async fn wait_volume_available(cancel: &CancellationToken, aws: &AwsClients, vol
 async fn attach(cancel: &CancellationToken, aws: &AwsClients, instance: &str, volume: &str, timeout: Duration) -> Result<(), String> {
     aws.ec2.attach_volume().instance_id(instance).volume_id(volume).device(DATA_DEVICE).send().await.map_err(|e| format!("EC2 AttachVolume {volume} to {instance}: {}", errors::describe(&e)))?;
     wait_until(cancel, timeout, || async {
-        let out = aws.ec2.describe_volumes().volume_ids(volume).send().await.map_err(|e| format!("EC2 DescribeVolumes: {}", errors::describe(&e)))?;
-        let state = out.volumes().first().and_then(|v| v.state()).map(|s| s.as_str().to_string()).unwrap_or_default();
+        let state = volume_state(aws, volume).await?;
         Ok(if state == "in-use" { Status::Done(()) } else { Status::Pending(state) })
     })
     .await
