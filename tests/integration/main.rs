@@ -16,5 +16,6 @@ mod protocol;
 mod release;
 mod provider_config;
 mod proxy;
+mod security;
 mod seed;
 mod upgrades;
