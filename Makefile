@@ -63,9 +63,10 @@ docs:
 	DIFY_WRITE_DOCS=1 cargo test --locked --lib docs::
 
 # Benchmarks (never timed assertions in tests): results go to docs/benchmarks.md by hand, with the command.
-bench: venv
+bench: venv tools
 	cargo build --locked --release
 	bash bench/upload.sh 3
+	DIFY_BENCH_BINARY=$(CURDIR)/target/release/terraform-provider-dify cargo test --locked --test integration bench_calls -- --ignored --nocapture --test-threads=1
 
 clean-work:
 	rm -rf .work

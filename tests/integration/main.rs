@@ -2,6 +2,7 @@
 
 mod alb;
 mod ami;
+mod bench_calls;
 mod bad_input;
 mod boot;
 mod dns_record;

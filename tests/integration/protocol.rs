@@ -20,13 +20,13 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::harness::{provider_binary, read_line_with_timeout};
 
-struct ClientIdentity {
+pub struct ClientIdentity {
     pem: String,
     cert_der: Vec<u8>,
     key_der: Vec<u8>,
 }
 
-fn client_identity() -> ClientIdentity {
+pub fn client_identity() -> ClientIdentity {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -60,7 +60,7 @@ impl ServerCertVerifier for PinnedServer {
     }
 }
 
-async fn mtls_channel(addr: SocketAddr, server_der: Vec<u8>, client: &ClientIdentity) -> Result<Channel, tonic::transport::Error> {
+pub async fn mtls_channel(addr: SocketAddr, server_der: Vec<u8>, client: &ClientIdentity) -> Result<Channel, tonic::transport::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = PinnedServer { der: server_der, algorithms: provider.signature_verification_algorithms };
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -85,10 +85,10 @@ async fn mtls_channel(addr: SocketAddr, server_der: Vec<u8>, client: &ClientIden
         .await
 }
 
-struct Started {
-    child: std::process::Child,
-    addr: SocketAddr,
-    server_der: Vec<u8>,
+pub struct Started {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub server_der: Vec<u8>,
     line: String,
     rest: std::sync::mpsc::Receiver<String>,
 }
@@ -100,8 +100,12 @@ impl Drop for Started {
     }
 }
 
-fn start_as_terraform(client: &ClientIdentity, ports: (u16, u16)) -> Started {
-    let mut child = Command::new(provider_binary())
+pub fn start_as_terraform(client: &ClientIdentity, ports: (u16, u16)) -> Started {
+    start_binary_as_terraform(&provider_binary(), client, ports)
+}
+
+pub fn start_binary_as_terraform(binary: &std::path::Path, client: &ClientIdentity, ports: (u16, u16)) -> Started {
+    let mut child = Command::new(binary)
         .env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
         .env("PLUGIN_PROTOCOL_VERSIONS", "5,6")
         .env("PLUGIN_MIN_PORT", ports.0.to_string())
@@ -125,7 +129,7 @@ fn start_as_terraform(client: &ClientIdentity, ports: (u16, u16)) -> Started {
     Started { child, addr, server_der, line, rest }
 }
 
-fn free_port_range() -> (u16, u16) {
+pub fn free_port_range() -> (u16, u16) {
     // A random window in the dynamic range; collisions only make the provider try the next port.
     let base = 20000 + (std::process::id() % 20000) as u16;
     (base, base + 20)

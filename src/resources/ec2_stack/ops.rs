@@ -233,9 +233,13 @@ pub async fn read_template(aws: &AwsClients, id: &str) -> Result<Option<Template
     Ok(out.launch_template_versions().first().and_then(|v| v.launch_template_data()).map(template_inputs))
 }
 
+/// The image (the configured one, or the latest AL2023 for the instance type's architecture) and its root device.
 async fn resolve_ami(aws: &AwsClients, spec: &Spec) -> Result<(String, String), String> {
-    let ami = match &spec.ami_id {
-        Some(a) => a.clone(),
+    let image = match &spec.ami_id {
+        Some(ami) => {
+            let images = aws.ec2.describe_images().image_ids(ami).send().await.map_err(|e| format!("EC2 DescribeImages {ami}: {}", errors::describe(&e)))?;
+            images.images().first().cloned().ok_or_else(|| format!("image {ami} not found in {}", aws.region))?
+        }
         None => {
             let types = aws
                 .ec2
@@ -245,13 +249,11 @@ async fn resolve_ami(aws: &AwsClients, spec: &Spec) -> Result<(String, String), 
                 .await
                 .map_err(|e| format!("EC2 DescribeInstanceTypes: {}", errors::describe(&e)))?;
             let arm = types.instance_types().first().and_then(|t| t.processor_info()).map(|p| p.supported_architectures().iter().any(|a| a.as_str() == "arm64")).unwrap_or(false);
-            let image = crate::data_sources::ami::latest_al2023(aws, if arm { "arm64" } else { "x86_64" }).await?;
-            image.image_id().unwrap_or_default().to_string()
+            crate::data_sources::ami::latest_al2023(aws, if arm { "arm64" } else { "x86_64" }).await?
         }
     };
-    let images = aws.ec2.describe_images().image_ids(&ami).send().await.map_err(|e| format!("EC2 DescribeImages {ami}: {}", errors::describe(&e)))?;
-    let root = images.images().first().and_then(|i| i.root_device_name()).unwrap_or("/dev/xvda").to_string();
-    Ok((ami, root))
+    let root = image.root_device_name().unwrap_or("/dev/xvda").to_string();
+    Ok((image.image_id().unwrap_or_default().to_string(), root))
 }
 
 async fn converge_security_group(aws: &AwsClients, spec: &Spec, current: Option<&SecurityGroup>, vpc_id: &str) -> Result<String, String> {

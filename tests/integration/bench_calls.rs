@@ -1,0 +1,131 @@
+//! Benchmark (not a test: `#[ignore]`, run by `make bench`): AWS calls per operation, counted by the proxy, for each
+//! resource alone and for the dev and prd environments. Prints Markdown tables for docs/benchmarks.md.
+
+use std::collections::BTreeMap;
+
+use crate::environments::{in_env, prepare};
+use crate::harness::{Moto, Workspace};
+use crate::proxy::AwsProxy;
+
+fn summary(proxy: &AwsProxy) -> (usize, String) {
+    let counts: BTreeMap<String, usize> = proxy.counts().into_iter().collect();
+    let total = counts.values().sum();
+    let detail = counts.iter().map(|(op, n)| format!("{}×{n}", op.rsplit(':').next().unwrap_or(op))).collect::<Vec<_>>().join(", ");
+    (total, detail)
+}
+
+fn row(label: &str, proxy: &AwsProxy, rows: &mut Vec<String>) {
+    let (total, detail) = summary(proxy);
+    rows.push(format!("| {label} | {total} | {detail} |"));
+    proxy.clear_calls();
+}
+
+const SINGLE: &[(&str, &str)] = &[
+    (
+        "dify_persistent_volume",
+        "resource \"dify_persistent_volume\" \"v\" {\n  name = \"v\"\n  availability_zone = \"us-east-1a\"\n  final_snapshot = false\n}\n",
+    ),
+    (
+        "dify_dns_record",
+        "resource \"dify_dns_record\" \"r\" {\n  zone_id = \"ZONE\"\n  name = \"dify.example.com\"\n  alias {\n    dns_name = \"lb.example.com\"\n    zone_id = \"Z35SXDOTRQ7X7K\"\n  }\n}\n",
+    ),
+];
+
+#[tokio::test]
+#[ignore = "benchmark: run by make bench"]
+async fn aws_calls_per_operation() {
+    let mut rows = vec!["| operation | AWS calls | by operation |".to_string(), "| --- | --- | --- |".to_string()];
+    for (name, body) in SINGLE {
+        let moto = Moto::start();
+        let zone = moto.route53().await.create_hosted_zone().name("example.com").caller_reference("bench").send().await.unwrap().hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+        let proxy = AwsProxy::start(&moto.endpoint());
+        let ws = Workspace::via(&proxy.endpoint(), &format!("terraform {{\n  required_providers {{\n    dify = {{ source = \"NAMESPACE/dify\" }}\n  }}\n}}\nprovider \"dify\" {{\n  skip_credentials_validation = true\n}}\n{}", body.replace("ZONE", &zone)));
+        ws.init();
+        proxy.clear_calls();
+        ws.ok(&["apply", "-auto-approve", "-input=false"]);
+        row(&format!("{name}: create (plan + apply)"), &proxy, &mut rows);
+        ws.ok(&["plan", "-input=false"]);
+        row(&format!("{name}: refresh (plan)"), &proxy, &mut rows);
+        ws.ok(&["destroy", "-auto-approve", "-input=false"]);
+        row(&format!("{name}: destroy"), &proxy, &mut rows);
+    }
+    for (env, cidr) in [("dev", "10.13"), ("prd", "10.15")] {
+        let moto = Moto::start();
+        let proxy = AwsProxy::start(&moto.endpoint());
+        let (ws, vars) = prepare(env, cidr, &moto, &proxy.endpoint()).await;
+        proxy.clear_calls();
+        assert_eq!(in_env(&ws, env, &["apply", "-auto-approve", "-input=false"], &vars).code, 0);
+        row(&format!("{env} environment: create (plan + apply)"), &proxy, &mut rows);
+        assert_eq!(in_env(&ws, env, &["plan", "-input=false"], &vars).code, 0);
+        row(&format!("{env} environment: refresh (plan)"), &proxy, &mut rows);
+        assert_eq!(in_env(&ws, env, &["plan", "-refresh=false", "-input=false"], &vars).code, 0);
+        row(&format!("{env} environment: plan without refresh"), &proxy, &mut rows);
+    }
+    println!("\n{}\n", rows.join("\n"));
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// The binary to measure: `DIFY_BENCH_BINARY` (make bench points it at the release build), else the test build.
+fn bench_binary() -> std::path::PathBuf {
+    std::env::var_os("DIFY_BENCH_BINARY").map(Into::into).unwrap_or_else(crate::harness::provider_binary)
+}
+
+/// Highest resident memory (VmHWM, KiB) of any running provider process.
+fn provider_peak_rss_kib() -> u64 {
+    let mut peak = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim().starts_with("terraform-provi") {
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+                peak = peak.max(kib);
+            }
+        }
+    }
+    peak
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run by make bench"]
+async fn process_cost() {
+    use crate::protocol::{client_identity, free_port_range, mtls_channel, start_binary_as_terraform};
+    use terraform_provider_dify::protocol::proto::tfplugin6 as pb;
+    let binary = bench_binary();
+    let client = client_identity();
+    let (mut handshakes, mut schemas) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        let started = std::time::Instant::now();
+        let p = start_binary_as_terraform(&binary, &client, free_port_range());
+        handshakes.push(started.elapsed().as_secs_f64() * 1000.0);
+        let channel = mtls_channel(p.addr, p.server_der.clone(), &client).await.unwrap();
+        let mut provider = pb::provider_client::ProviderClient::new(channel);
+        let asked = std::time::Instant::now();
+        provider.get_provider_schema(pb::get_provider_schema::Request {}).await.unwrap();
+        schemas.push(asked.elapsed().as_secs_f64() * 1000.0);
+    }
+    let size = std::fs::metadata(&binary).unwrap().len();
+
+    // Peak memory of the provider processes during a full dev apply.
+    let moto = Moto::start();
+    let (ws, vars) = prepare("dev", "10.13", &moto, &moto.endpoint()).await;
+    let mut args: Vec<String> = vec!["-chdir=environments/dev".into(), "apply".into(), "-auto-approve".into(), "-input=false".into(), "-no-color".into()];
+    args.extend(vars);
+    let mut child = ws.command(&args.iter().map(String::as_str).collect::<Vec<_>>()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(provider_peak_rss_kib());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    println!(
+        "\n| measure | value |\n| --- | --- |\n| binary ({}) | {:.1} MiB |\n| start to handshake line, median of 15 | {:.1} ms |\n| GetProviderSchema over mTLS, median of 15 | {:.2} ms |\n| peak RSS of a provider process during a dev apply | {:.1} MiB |\n",
+        binary.display(),
+        size as f64 / 1048576.0,
+        median(handshakes),
+        median(schemas),
+        peak as f64 / 1024.0
+    );
+}
