@@ -129,3 +129,37 @@ async fn process_cost() {
         peak as f64 / 1024.0
     );
 }
+
+/// Terraform's time for the dev environment with this provider (against the emulator) over the same with the floor
+/// provider (same schemas, no AWS): what the provider adds to Terraform's own cost. Set DIFY_FLOOR_BINARY.
+#[tokio::test]
+#[ignore = "benchmark: run by make bench"]
+async fn terraform_overhead_against_a_floor_provider() {
+    let Some(floor) = std::env::var_os("DIFY_FLOOR_BINARY") else {
+        println!("DIFY_FLOOR_BINARY is not set: build examples/floor_provider.rs (make bench does)");
+        return;
+    };
+    let ours = crate::harness::mirror_of(&bench_binary());
+    let floor = crate::harness::mirror_of(std::path::Path::new(&floor));
+    let mut report = vec!["| command | this provider (s) | floor (s) | ratio |".to_string(), "| --- | --- | --- | --- |".to_string()];
+    let mut times: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    for _ in 0..3 {
+        for (who, mirror) in [("ours", &ours), ("floor", &floor)] {
+            let moto = Moto::start();
+            let (ws, vars) = crate::environments::prepare_with("dev", "10.13", &moto, &moto.endpoint(), mirror).await;
+            for command in ["apply", "plan"] {
+                let args: &[&str] = if command == "apply" { &["apply", "-auto-approve", "-input=false"] } else { &["plan", "-input=false"] };
+                let started = std::time::Instant::now();
+                let out = in_env(&ws, "dev", args, &vars);
+                assert_eq!(out.code, 0, "{who} {command}: {}", out.all());
+                times.entry((command, who)).or_default().push(started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    for command in ["apply", "plan"] {
+        let ours = median(times[&(command, "ours")].clone());
+        let floor = median(times[&(command, "floor")].clone());
+        report.push(format!("| terraform {command} (dev environment), median of 3 | {ours:.2} | {floor:.2} | {:.2} |", ours / floor));
+    }
+    println!("\n{}\n", report.join("\n"));
+}

