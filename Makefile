@@ -66,8 +66,8 @@ docs:
 bench: venv tools
 	cargo build --locked --release
 	bash bench/upload.sh 3
-	cargo build --locked --release --example floor_provider
-	DIFY_BENCH_BINARY=$(CURDIR)/target/release/terraform-provider-dify DIFY_FLOOR_BINARY=$(CURDIR)/target/release/examples/floor_provider \
+	cargo build --locked --example floor_provider
+	DIFY_BENCH_BINARY=$(CURDIR)/target/release/terraform-provider-dify DIFY_FLOOR_BINARY=$(CURDIR)/target/debug/examples/floor_provider \
 	  cargo test --locked --test integration bench_calls -- --ignored --nocapture --test-threads=1
 
 clean-work:

@@ -111,7 +111,8 @@ async fn process_cost() {
 
     // Peak memory of the provider processes during a full dev apply.
     let moto = Moto::start();
-    let (ws, vars) = prepare("dev", "10.13", &moto, &moto.endpoint()).await;
+    let mirror = crate::harness::mirror_of(&binary);
+    let (ws, vars) = crate::environments::prepare_with("dev", "10.13", &moto, &moto.endpoint(), &mirror).await;
     let mut args: Vec<String> = vec!["-chdir=environments/dev".into(), "apply".into(), "-auto-approve".into(), "-input=false".into(), "-no-color".into()];
     args.extend(vars);
     let mut child = ws.command(&args.iter().map(String::as_str).collect::<Vec<_>>()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
@@ -131,7 +132,9 @@ async fn process_cost() {
 }
 
 /// Terraform's time for the dev environment with this provider (against the emulator) over the same with the floor
-/// provider (same schemas, no AWS): what the provider adds to Terraform's own cost. Set DIFY_FLOOR_BINARY.
+/// provider (same schemas, no AWS): what the provider adds to Terraform's own cost. Set DIFY_FLOOR_BINARY. Both run
+/// as debug builds (`provider_binary()`), so the ratio compares like with like: a release build of the floor would
+/// rebuild every dependency with the examples' features.
 #[tokio::test]
 #[ignore = "benchmark: run by make bench"]
 async fn terraform_overhead_against_a_floor_provider() {
@@ -139,7 +142,7 @@ async fn terraform_overhead_against_a_floor_provider() {
         println!("DIFY_FLOOR_BINARY is not set: build examples/floor_provider.rs (make bench does)");
         return;
     };
-    let ours = crate::harness::mirror_of(&bench_binary());
+    let ours = crate::harness::mirror_of(&crate::harness::provider_binary());
     let floor = crate::harness::mirror_of(std::path::Path::new(&floor));
     let mut report = vec!["| command | this provider (s) | floor (s) | ratio |".to_string(), "| --- | --- | --- | --- |".to_string()];
     let mut times: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();

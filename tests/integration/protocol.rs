@@ -78,6 +78,8 @@ pub async fn mtls_channel(addr: SocketAddr, server_der: Vec<u8>, client: &Client
             let connector = connector.clone();
             async move {
                 let tcp = tokio::net::TcpStream::connect(addr).await?;
+                // As Go's net package does (Terraform's side): no Nagle delay on small gRPC frames.
+                tcp.set_nodelay(true)?;
                 let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
             }
