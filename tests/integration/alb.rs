@@ -394,3 +394,34 @@ async fn an_interrupted_create_is_resumed_without_duplicates() {
     assert_eq!(proxy.count("elasticloadbalancing:CreateLoadBalancer"), 1);
     ws.assert_no_changes();
 }
+
+#[tokio::test]
+async fn deleted_target_group_and_security_group_are_planned_and_restored() {
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "parts", "10.45").await;
+    let cert = moto.certificate("parts.example.com");
+    let ws = Workspace::new(&moto, &config(&net, &basic(&cert)));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let out = ws.outputs()["alb"]["value"].clone();
+
+    // AWS refuses to delete a target group a listener uses: the listeners go first, then the group.
+    for l in ["https_listener_arn", "http_listener_arn"] {
+        elb.delete_listener().listener_arn(out[l].as_str().unwrap()).send().await.unwrap();
+    }
+    elb.delete_target_group().target_group_arn(out["target_group_arn"].as_str().unwrap()).send().await.unwrap();
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("target_group_arn") && plan.stdout.contains("https_listener_arn") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.assert_no_changes();
+
+    ec2.delete_security_group().group_id(out["security_group_id"].as_str().unwrap()).send().await.unwrap();
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("security_group_id") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.assert_no_changes();
+    let now = ws.outputs()["alb"]["value"].clone();
+    let lb = elb.describe_load_balancers().load_balancer_arns(now["arn"].as_str().unwrap()).send().await.unwrap().load_balancers()[0].clone();
+    assert!(lb.security_groups().iter().any(|g| Some(g.as_str()) == now["security_group_id"].as_str()), "the load balancer uses the recreated group");
+}

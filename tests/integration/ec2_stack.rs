@@ -285,3 +285,32 @@ async fn an_interrupted_create_is_resumed_without_twin_instances() {
     assert_eq!(proxy.count("ec2:RunInstances"), 1);
     ws.assert_no_changes();
 }
+
+#[tokio::test]
+async fn deleted_launch_template_and_security_group_are_planned_and_restored() {
+    let moto = Moto::start();
+    let (ec2, net, cert) = setup(&moto).await;
+    let ws = Workspace::new(&moto, &config(&net, &cert, ONE));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let out = ws.outputs()["stack"]["value"].clone();
+    let instance = out["instance_ids"][0].as_str().unwrap().to_string();
+
+    ec2.delete_launch_template().launch_template_id(out["launch_template_id"].as_str().unwrap()).send().await.unwrap();
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("launch_template_id") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.assert_no_changes();
+
+    ec2.delete_security_group().group_id(out["security_group_id"].as_str().unwrap()).send().await.unwrap();
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("security_group_id") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.assert_no_changes();
+    let now = ws.outputs()["stack"]["value"].clone();
+    assert_eq!(now["instance_ids"][0].as_str(), Some(instance.as_str()), "the instance stays");
+    let sg = now["security_group_id"].as_str().unwrap();
+    let i = &stack_instances(&ec2, "dify-app").await[0];
+    let groups: Vec<&str> = i.security_groups().iter().filter_map(|g| g.group_id()).chain(i.network_interfaces().iter().flat_map(|n| n.groups()).filter_map(|g| g.group_id())).collect();
+    assert!(groups.contains(&sg), "the instance is in the recreated group: {groups:?}");
+}

@@ -244,7 +244,9 @@ impl Resource for Ec2Stack {
         }
         let user_data_changed = prior.get("user_data_sha256") != plan.planned.get("user_data_sha256");
         let template_changed = user_data_changed || ["instance_type", "ami_id", "root_volume_size_gb", "iam_instance_profile", "key_name", "additional_security_group_ids"].iter().any(|a| changed(a));
-        let v = if prior.is_null() || template_changed || prior.get("launch_template_version").is_null() { Value::unknown() } else { prior.get("launch_template_version").clone() };
+        // A recreated security group or template (deleted outside Terraform) also makes a new template version.
+        let parts_missing = prior.get("security_group_id").is_null() || prior.get("launch_template_id").is_null();
+        let v = if prior.is_null() || template_changed || parts_missing || prior.get("launch_template_version").is_null() { Value::unknown() } else { prior.get("launch_template_version").clone() };
         plan.planned.set("launch_template_version", v);
 
         // Data volumes must be in their instances' zones; subnets that hand out public IPs get a warning.

@@ -639,6 +639,19 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
                 // Instances imported from an older module get the ownership, index and generation tags here: they
                 // keep running as they are until the boot configuration or the image next changes.
                 tags::sync_ec2(&aws.ec2, &id, &tags::from_ec2(i.tags()), &instance_tags(spec, index, &wanted_generation)).await?;
+                // A security group recreated after a deletion outside Terraform: put the instance back into it.
+                let in_groups: BTreeSet<&str> = i.security_groups().iter().chain(i.network_interfaces().iter().flat_map(|n| n.groups())).filter_map(|g| g.group_id()).collect();
+                if !in_groups.contains(sg_id.as_str()) {
+                    let mut groups = vec![sg_id.clone()];
+                    groups.extend(spec.additional_security_group_ids.clone().unwrap_or_default());
+                    aws.ec2
+                        .modify_instance_attribute()
+                        .instance_id(&id)
+                        .set_groups(Some(groups))
+                        .send()
+                        .await
+                        .map_err(|e| format!("EC2 ModifyInstanceAttribute (groups) {id}: {}", errors::describe(&e)))?;
+                }
                 let type_now = i.instance_type().map(|t| t.as_str()).unwrap_or_default();
                 let volume_now = data_volume_of(i);
                 let wanted_volume = spec.data_volume(index).map(str::to_string);
