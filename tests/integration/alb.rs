@@ -425,3 +425,34 @@ async fn deleted_target_group_and_security_group_are_planned_and_restored() {
     let lb = elb.describe_load_balancers().load_balancer_arns(now["arn"].as_str().unwrap()).send().await.unwrap().load_balancers()[0].clone();
     assert!(lb.security_groups().iter().any(|g| Some(g.as_str()) == now["security_group_id"].as_str()), "the load balancer uses the recreated group");
 }
+
+#[tokio::test]
+async fn an_interrupted_update_converges_on_the_next_apply() {
+    use crate::harness::kill_group;
+    use crate::proxy::{AwsProxy, Rule};
+    use std::time::{Duration, Instant};
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "upd", "10.75").await;
+    let cert = moto.certificate("upd.example.com");
+    let proxy = AwsProxy::start(&moto.endpoint());
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &basic(&cert)));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    // A target port change: the new target group is made, then everything dies before the listeners switch.
+    ws.write("main.tf", &config(&net, &format!("{}\n  target_port = 8080", basic(&cert))));
+    proxy.add_rule(Rule::DelayResponse { operation: "elasticloadbalancing:CreateTargetGroup".into(), delay: Duration::from_secs(120) });
+    let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.count("elasticloadbalancing:CreateTargetGroup") == 0 {
+        assert!(Instant::now() < deadline, "CreateTargetGroup was never called");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill_group(&mut apply);
+    proxy.clear_rules();
+    ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
+    ws.assert_no_changes();
+    let groups = elb.describe_target_groups().send().await.unwrap().target_groups().to_vec();
+    assert_eq!(groups.len(), 1, "the half-made group was adopted and the old one removed: {:?}", groups.iter().map(|g| g.target_group_name()).collect::<Vec<_>>());
+    assert_eq!(groups[0].port(), Some(8080));
+}

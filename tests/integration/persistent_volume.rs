@@ -358,3 +358,29 @@ async fn an_image_larger_than_size_gb_is_refused_at_plan() {
     assert_ne!(out.code, 0);
     assert!(out.flat().contains("The image needs 2 GiB") && out.flat().contains("size_gb"), "{}", out.all());
 }
+
+#[tokio::test]
+async fn an_interrupted_destroy_is_finished_with_one_final_snapshot() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let proxy = AwsProxy::start(&moto.endpoint());
+    let ws = Workspace::via(&proxy.endpoint(), &config(BASIC));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let id = ws.outputs()["id"]["value"].as_str().unwrap().to_string();
+    // The final snapshot is taken, then Terraform and the provider die before the volume is deleted.
+    proxy.add_rule(Rule::DelayResponse { operation: "ec2:CreateSnapshot".into(), delay: Duration::from_secs(120) });
+    let mut destroy = ws.spawn(&["destroy", "-auto-approve", "-input=false"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.count("ec2:CreateSnapshot") == 0 {
+        assert!(Instant::now() < deadline, "CreateSnapshot was never called");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill_group(&mut destroy);
+    proxy.clear_rules();
+    ws.ok(&["destroy", "-auto-approve", "-input=false", "-lock=false"]);
+    assert!(volumes_named(&ec2, "dify-dev-data").await.is_empty(), "the volume is gone");
+    let snaps = ec2.describe_snapshots().owner_ids("self").filters(Filter::builder().name("tag:dify:final-snapshot-of").values(&id).build()).send().await.unwrap();
+    assert_eq!(snaps.snapshots().len(), 1, "the snapshot the interrupted destroy took is reused, not taken twice");
+    assert_eq!(proxy.count("ec2:CreateSnapshot"), 1);
+}
