@@ -67,7 +67,7 @@ bench: venv tools
 	cargo build --locked --release
 	bash bench/upload.sh 3
 	cargo build --locked --example floor_provider
-	DIFY_BENCH_BINARY=$(CURDIR)/target/release/terraform-provider-dify DIFY_FLOOR_BINARY=$(CURDIR)/target/debug/examples/floor_provider \
+	DIFY_SCALE=1,10,50 DIFY_BENCH_BINARY=$(CURDIR)/target/release/terraform-provider-dify DIFY_FLOOR_BINARY=$(CURDIR)/target/debug/examples/floor_provider \
 	  cargo test --locked --test integration bench_calls -- --ignored --nocapture --test-threads=1
 
 clean-work:

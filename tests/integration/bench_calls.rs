@@ -166,3 +166,41 @@ async fn terraform_overhead_against_a_floor_provider() {
     }
     println!("\n{}\n", report.join("\n"));
 }
+
+/// Plan and apply of N dev-shaped stacks (network lookup, volume, ALB, stack, record each) in one configuration:
+/// time and AWS calls per stack, which should stay flat as N grows. DIFY_SCALE lists the sizes (default "1,10").
+#[tokio::test]
+#[ignore = "benchmark: run by make bench"]
+async fn scale_per_stack() {
+    let sizes: Vec<usize> = std::env::var("DIFY_SCALE").unwrap_or_else(|_| "1,10".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let mut report = vec!["| stacks | apply (s) | apply calls per stack | refresh (s) | refresh calls per stack |".to_string(), "| --- | --- | --- | --- | --- |".to_string()];
+    for n in sizes {
+        let moto = Moto::start();
+        let proxy = AwsProxy::start(&moto.endpoint());
+        let (ws, vars) = prepare("dev", "10.13", &moto, &proxy.endpoint()).await;
+        ws.write(
+            "environments/dev/scale.tf",
+            &format!(
+                "module \"scale\" {{\n  source = \"../../modules/dify\"\n  for_each = toset([for i in range({n}) : \"s${{i}}\"])\n  env = each.key\n  vpc_name = var.vpc_name\n  public_subnet_names = var.public_subnet_names\n  private_subnet_names = var.private_subnet_names\n  office_ip_list = var.common_office_ip_list\n  certificate_arn = var.certificate_arn\n  hosted_zone_id = var.hosted_zone_id\n  domain_name = \"${{each.key}}.example.com\"\n  instance_type = var.instance_type\n  data_volume_size_gb = 20\n}}\n"
+            ),
+        );
+        // Only the scaled stacks: the env's own module is removed.
+        let main = std::fs::read_to_string(ws.dir.path().join("environments/dev/main.tf")).unwrap();
+        let cut = main.find("module \"dify\"").unwrap();
+        std::fs::write(ws.dir.path().join("environments/dev/main.tf"), &main[..cut]).unwrap();
+        assert_eq!(in_env(&ws, "dev", &["init", "-input=false"], &[]).code, 0);
+        proxy.clear_calls();
+        let started = std::time::Instant::now();
+        let out = in_env(&ws, "dev", &["apply", "-auto-approve", "-input=false"], &vars);
+        assert_eq!(out.code, 0, "{}", out.all());
+        let apply_time = started.elapsed().as_secs_f64();
+        let apply_calls = summary(&proxy).0;
+        proxy.clear_calls();
+        let started = std::time::Instant::now();
+        assert_eq!(in_env(&ws, "dev", &["plan", "-input=false"], &vars).code, 0);
+        let plan_time = started.elapsed().as_secs_f64();
+        let plan_calls = summary(&proxy).0;
+        report.push(format!("| {n} | {apply_time:.1} | {:.1} | {plan_time:.1} | {:.1} |", apply_calls as f64 / n as f64, plan_calls as f64 / n as f64));
+    }
+    println!("\n{}\n", report.join("\n"));
+}
