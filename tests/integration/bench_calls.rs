@@ -60,6 +60,15 @@ async fn aws_calls_per_operation() {
         row(&format!("{env} environment: refresh (plan)"), &proxy, &mut rows);
         assert_eq!(in_env(&ws, env, &["plan", "-refresh=false", "-input=false"], &vars).code, 0);
         row(&format!("{env} environment: plan without refresh"), &proxy, &mut rows);
+        // Each resource's share of the refresh, by targeting it alone.
+        for (address, label) in [("module.dify.dify_alb.this", "dify_alb"), ("module.dify.dify_ec2_stack.this", "dify_ec2_stack")] {
+            assert_eq!(in_env(&ws, env, &["plan", "-input=false", &format!("-target={address}")], &vars).code, 0);
+            row(&format!("{env}: {label} refresh (with what it depends on)"), &proxy, &mut rows);
+        }
+        if env == "dev" {
+            assert_eq!(in_env(&ws, env, &["destroy", "-auto-approve", "-input=false"], &vars).code, 0);
+            row(&format!("{env} environment: destroy (plan + apply)"), &proxy, &mut rows);
+        }
     }
     println!("\n{}\n", rows.join("\n"));
 }
