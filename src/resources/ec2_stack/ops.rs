@@ -93,6 +93,12 @@ pub fn index_of(i: &Instance) -> Option<usize> {
     i.tags().iter().find(|t| t.key() == Some(INDEX_TAG)).and_then(|t| t.value()).and_then(|v| v.parse().ok())
 }
 
+/// An instance's security groups, as the instance and its network interfaces report them (the emulator fills only
+/// the latter for instances launched with a network interface specification).
+pub fn groups_of(i: &Instance) -> impl Iterator<Item = &aws_sdk_ec2::types::GroupIdentifier> {
+    i.security_groups().iter().chain(i.network_interfaces().iter().flat_map(|n| n.groups()))
+}
+
 pub fn data_volume_of(i: &Instance) -> Option<String> {
     i.block_device_mappings().iter().find(|m| m.device_name() == Some(DATA_DEVICE)).and_then(|m| m.ebs()).and_then(|e| e.volume_id()).map(str::to_string)
 }
@@ -143,11 +149,8 @@ pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], secu
     }
     // The instances' own group: the one named after the stack, else the first group of the first instance (an
     // import from an older module). Groups are read from the instance and from its network interfaces.
-    let groups: Vec<(String, String)> = instances
-        .values()
-        .flat_map(|i| i.security_groups().iter().chain(i.network_interfaces().iter().flat_map(|n| n.groups())))
-        .filter_map(|g| Some((g.group_id()?.to_string(), g.group_name().unwrap_or_default().to_string())))
-        .collect();
+    let groups: Vec<(String, String)> =
+        instances.values().flat_map(groups_of).filter_map(|g| Some((g.group_id()?.to_string(), g.group_name().unwrap_or_default().to_string()))).collect();
     let sg_id = security_group_id
         .map(str::to_string)
         .or_else(|| groups.iter().find(|(_, n)| *n == format!("{name}-instances")).map(|(id, _)| id.clone()))
@@ -640,8 +643,7 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
                 // keep running as they are until the boot configuration or the image next changes.
                 tags::sync_ec2(&aws.ec2, &id, &tags::from_ec2(i.tags()), &instance_tags(spec, index, &wanted_generation)).await?;
                 // A security group recreated after a deletion outside Terraform: put the instance back into it.
-                let in_groups: BTreeSet<&str> = i.security_groups().iter().chain(i.network_interfaces().iter().flat_map(|n| n.groups())).filter_map(|g| g.group_id()).collect();
-                if !in_groups.contains(sg_id.as_str()) {
+                if !groups_of(i).any(|g| g.group_id() == Some(sg_id.as_str())) {
                     let mut groups = vec![sg_id.clone()];
                     groups.extend(spec.additional_security_group_ids.clone().unwrap_or_default());
                     aws.ec2
