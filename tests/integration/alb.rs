@@ -367,26 +367,16 @@ async fn a_target_port_change_replaces_the_target_group_before_destroying_the_ol
 
 #[tokio::test]
 async fn an_interrupted_create_is_resumed_without_duplicates() {
-    use crate::harness::kill_group;
-    use crate::proxy::{AwsProxy, Rule};
-    use std::time::{Duration, Instant};
+    use crate::proxy::AwsProxy;
     let moto = Moto::start();
     let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
     let net = seed::network(&ec2, "resume", "10.70").await;
     let cert = moto.certificate("resume.example.com");
     let proxy = AwsProxy::start(&moto.endpoint());
-    proxy.add_rule(Rule::DelayResponse { operation: "elasticloadbalancing:CreateTargetGroup".into(), delay: Duration::from_secs(120) });
     let ws = Workspace::via(&proxy.endpoint(), &config(&net, &basic(&cert)));
     ws.init();
-    let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while proxy.count("elasticloadbalancing:CreateTargetGroup") == 0 {
-        assert!(Instant::now() < deadline, "CreateTargetGroup was never called: {:?}", proxy.counts());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kill_group(&mut apply);
+    proxy.interrupt_after(&ws, &["apply", "-auto-approve", "-input=false"], "elasticloadbalancing:CreateTargetGroup");
     assert_eq!(alb_count(&elb).await, 1, "the first apply made the load balancer");
-    proxy.clear_rules();
     ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
     assert_eq!(alb_count(&elb).await, 1, "no second load balancer");
     assert_eq!(elb.describe_target_groups().send().await.unwrap().target_groups().len(), 1, "no second target group");
@@ -428,9 +418,7 @@ async fn deleted_target_group_and_security_group_are_planned_and_restored() {
 
 #[tokio::test]
 async fn an_interrupted_update_converges_on_the_next_apply() {
-    use crate::harness::kill_group;
-    use crate::proxy::{AwsProxy, Rule};
-    use std::time::{Duration, Instant};
+    use crate::proxy::AwsProxy;
     let moto = Moto::start();
     let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
     let net = seed::network(&ec2, "upd", "10.75").await;
@@ -441,15 +429,7 @@ async fn an_interrupted_update_converges_on_the_next_apply() {
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     // A target port change: the new target group is made, then everything dies before the listeners switch.
     ws.write("main.tf", &config(&net, &format!("{}\n  target_port = 8080", basic(&cert))));
-    proxy.add_rule(Rule::DelayResponse { operation: "elasticloadbalancing:CreateTargetGroup".into(), delay: Duration::from_secs(120) });
-    let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while proxy.count("elasticloadbalancing:CreateTargetGroup") == 0 {
-        assert!(Instant::now() < deadline, "CreateTargetGroup was never called");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kill_group(&mut apply);
-    proxy.clear_rules();
+    proxy.interrupt_after(&ws, &["apply", "-auto-approve", "-input=false"], "elasticloadbalancing:CreateTargetGroup");
     ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
     ws.assert_no_changes();
     let groups = elb.describe_target_groups().send().await.unwrap().target_groups().to_vec();

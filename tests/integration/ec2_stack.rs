@@ -1,11 +1,9 @@
 //! Acceptance tests of `dify_ec2_stack` through real Terraform against the emulator.
 
-use std::time::{Duration, Instant};
-
 use aws_sdk_ec2::types::Filter;
 
-use crate::harness::{kill_group, Moto, Workspace};
-use crate::proxy::{AwsProxy, Rule};
+use crate::harness::{Moto, Workspace};
+use crate::proxy::AwsProxy;
 use crate::seed::{self, SeededNetwork};
 
 /// A network, an ALB and one data volume per private subnet, then the stack under test.
@@ -268,18 +266,10 @@ async fn an_interrupted_create_is_resumed_without_twin_instances() {
     let moto = Moto::start();
     let (ec2, net, cert) = setup(&moto).await;
     let proxy = AwsProxy::start(&moto.endpoint());
-    proxy.add_rule(Rule::DelayResponse { operation: "ec2:RunInstances".into(), delay: Duration::from_secs(120) });
     let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, ONE));
     ws.init();
-    let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false"]);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while proxy.count("ec2:RunInstances") == 0 {
-        assert!(Instant::now() < deadline, "RunInstances was never called: {:?}", proxy.counts());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kill_group(&mut apply);
+    proxy.interrupt_after(&ws, &["apply", "-auto-approve", "-input=false"], "ec2:RunInstances");
     assert_eq!(stack_instances(&ec2, "dify-app").await.len(), 1, "the emulator launched the instance");
-    proxy.clear_rules();
     ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
     assert_eq!(stack_instances(&ec2, "dify-app").await.len(), 1, "no twin");
     assert_eq!(proxy.count("ec2:RunInstances"), 1);

@@ -1,11 +1,9 @@
 //! Acceptance tests of `dify_persistent_volume` through real Terraform against the emulator.
 
-use std::time::{Duration, Instant};
-
 use aws_sdk_ec2::types::Filter;
 
-use crate::harness::{kill_group, Moto, Workspace};
-use crate::proxy::{AwsProxy, Rule};
+use crate::harness::{Moto, Workspace};
+use crate::proxy::AwsProxy;
 
 fn config(body: &str) -> String {
     format!(
@@ -195,21 +193,13 @@ async fn an_interrupted_create_is_retried_without_a_second_volume() {
     let moto = Moto::start();
     let ec2 = moto.ec2().await;
     let proxy = AwsProxy::start(&moto.endpoint());
-    // CreateVolume reaches the emulator, but its answer is held back until Terraform and the provider are killed.
-    proxy.add_rule(Rule::DelayResponse { operation: "ec2:CreateVolume".into(), delay: Duration::from_secs(120) });
     let ws = Workspace::via(&proxy.endpoint(), &config(&format!("{BASIC}\n  final_snapshot = false")));
     ws.init();
-    let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while proxy.count("ec2:CreateVolume") == 0 {
-        assert!(Instant::now() < deadline, "CreateVolume was never called");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kill_group(&mut apply);
+    // CreateVolume reaches the emulator, but its answer is held back until Terraform and the provider are killed.
+    proxy.interrupt_after(&ws, &["apply", "-auto-approve", "-input=false"], "ec2:CreateVolume");
     assert_eq!(volumes_named(&ec2, "dify-dev-data").await.len(), 1, "the emulator made the volume");
     assert!(ws.state_id("dify_persistent_volume.data").is_none(), "but Terraform never recorded it");
 
-    proxy.clear_rules();
     ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
     let vols = volumes_named(&ec2, "dify-dev-data").await;
     assert_eq!(vols.len(), 1, "no second volume");
@@ -369,15 +359,7 @@ async fn an_interrupted_destroy_is_finished_with_one_final_snapshot() {
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     let id = ws.outputs()["id"]["value"].as_str().unwrap().to_string();
     // The final snapshot is taken, then Terraform and the provider die before the volume is deleted.
-    proxy.add_rule(Rule::DelayResponse { operation: "ec2:CreateSnapshot".into(), delay: Duration::from_secs(120) });
-    let mut destroy = ws.spawn(&["destroy", "-auto-approve", "-input=false"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while proxy.count("ec2:CreateSnapshot") == 0 {
-        assert!(Instant::now() < deadline, "CreateSnapshot was never called");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kill_group(&mut destroy);
-    proxy.clear_rules();
+    proxy.interrupt_after(&ws, &["destroy", "-auto-approve", "-input=false"], "ec2:CreateSnapshot");
     ws.ok(&["destroy", "-auto-approve", "-input=false", "-lock=false"]);
     assert!(volumes_named(&ec2, "dify-dev-data").await.is_empty(), "the volume is gone");
     let snaps = ec2.describe_snapshots().owner_ids("self").filters(Filter::builder().name("tag:dify:final-snapshot-of").values(&id).build()).send().await.unwrap();

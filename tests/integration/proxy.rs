@@ -309,6 +309,22 @@ impl AwsProxy {
         self.state.lock().unwrap().faults.clone()
     }
 
+    /// Runs `terraform ARGS` in `ws` and kills Terraform and the provider together (SIGKILL to the process group) as
+    /// soon as a new `operation` call has reached the emulator, its answer held back: the object exists, and nothing
+    /// recorded it. The rule is cleared afterwards, so the next run goes through.
+    pub fn interrupt_after(&self, ws: &crate::harness::Workspace, args: &[&str], operation: &str) {
+        let before = self.count(operation);
+        self.add_rule(Rule::DelayResponse { operation: operation.into(), delay: Duration::from_secs(120) });
+        let mut child = ws.spawn(args);
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while self.count(operation) == before {
+            assert!(std::time::Instant::now() < deadline, "{operation} was never called: {:?}", self.counts());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        crate::harness::kill_group(&mut child);
+        self.clear_rules();
+    }
+
     pub fn add_rule(&self, rule: Rule) {
         self.state.lock().unwrap().rules.push(rule);
     }

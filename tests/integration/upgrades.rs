@@ -1,10 +1,8 @@
 //! Boot configuration changes replace instances one at a time, moving the data volume; a failure rolls back, an
 //! interruption is finished by the next apply; and no secret ever reaches state, plans, logs or user data.
 
-use std::time::{Duration, Instant};
-
 use crate::ec2_stack::{config, setup, stack_instances, tag, ONE};
-use crate::harness::{kill_group, Moto, Workspace};
+use crate::harness::{Moto, Workspace};
 use crate::proxy::{AwsProxy, Rule};
 
 fn versioned(version: &str) -> String {
@@ -90,15 +88,7 @@ async fn an_interrupted_upgrade_is_finished_by_the_next_apply() {
 
     ws.write("main.tf", &config(&net, &cert, &versioned("1.14.0")));
     proxy.clear_calls();
-    proxy.add_rule(Rule::DelayResponse { operation: "ec2:RunInstances".into(), delay: Duration::from_secs(120) });
-    let mut apply = ws.spawn(&["apply", "-auto-approve", "-input=false"]);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while proxy.count("ec2:RunInstances") == 0 {
-        assert!(Instant::now() < deadline, "the upgrade never launched: {:?}", proxy.counts());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kill_group(&mut apply);
-    proxy.clear_rules();
+    proxy.interrupt_after(&ws, &["apply", "-auto-approve", "-input=false"], "ec2:RunInstances");
     ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
     let now = stack_instances(&ec2, "dify-app").await;
     assert_eq!(now.len(), 1, "one instance per index: {:?}", now.iter().map(|i| i.instance_id()).collect::<Vec<_>>());
