@@ -13,7 +13,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::observe::{find_load_balancer, forward_target, ingress, Lookup, Observed, HTTPS_PORT, HTTP_PORT};
+use super::observe::{find_load_balancer, forward_target, ingress, non_default, Lookup, Observed, HTTPS_PORT, HTTP_PORT};
 use crate::aws::wait::{wait_until, Status};
 use crate::aws::{errors, security_group, tags, AwsClients};
 use crate::log;
@@ -500,19 +500,16 @@ async fn create_http_listener(aws: &AwsClients, spec: &Spec, lb_arn: &str, actio
 async fn converge_additional_certificates(aws: &AwsClients, listener_arn: &str, spec: &Spec, known: Option<BTreeSet<String>>) -> Result<(), String> {
     let now: BTreeSet<String> = match known {
         Some(k) => k,
-        None => aws
-            .elbv2
-            .describe_listener_certificates()
-            .listener_arn(listener_arn)
-            .send()
-            .await
-            .map_err(|e| format!("ELBv2 DescribeListenerCertificates: {}", errors::describe(&e)))?
-            .certificates
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| c.is_default() != Some(true))
-            .filter_map(|c| c.certificate_arn)
-            .collect(),
+        None => non_default(
+            aws.elbv2
+                .describe_listener_certificates()
+                .listener_arn(listener_arn)
+                .send()
+                .await
+                .map_err(|e| format!("ELBv2 DescribeListenerCertificates: {}", errors::describe(&e)))?
+                .certificates
+                .unwrap_or_default(),
+        ),
     };
     let now: BTreeSet<String> = now.into_iter().filter(|c| Some(c) != spec.certificate_arn.as_ref()).collect();
     let wanted = spec.additional_certificate_arns.clone().unwrap_or_default();

@@ -52,6 +52,11 @@ pub enum Lookup<'a> {
     Name(&'a str),
 }
 
+/// The certificates of a listener besides its default one (the SNI certificates).
+pub fn non_default(certificates: Vec<aws_sdk_elasticloadbalancingv2::types::Certificate>) -> BTreeSet<String> {
+    certificates.into_iter().filter(|c| c.is_default() != Some(true)).filter_map(|c| c.certificate_arn).collect()
+}
+
 /// Finds the load balancer by ARN or name; `None` when it does not exist.
 pub async fn find_load_balancer(aws: &AwsClients, lookup: Lookup<'_>) -> Result<Option<LoadBalancer>, String> {
     let req = aws.elbv2.describe_load_balancers();
@@ -141,12 +146,7 @@ pub async fn observe(aws: &AwsClients, lb: LoadBalancer, known_target_group: Opt
     };
     let lb_tags = tags_of(Some(arn.as_str()));
     let target_group_tags = tags_of(target_group.as_ref().and_then(|t| t.target_group_arn()));
-    let additional_certificates = certificates
-        .map_err(|e| format!("ELBv2 DescribeListenerCertificates: {e}"))?
-        .into_iter()
-        .filter(|c| c.is_default() != Some(true))
-        .filter_map(|c| c.certificate_arn)
-        .collect();
+    let additional_certificates = non_default(certificates.map_err(|e| format!("ELBv2 DescribeListenerCertificates: {e}"))?);
 
     Ok(Observed { lb, lb_attributes, lb_tags, security_group: owned, target_group, target_group_attributes, target_group_tags, https, http, additional_certificates })
 }
