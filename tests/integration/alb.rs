@@ -277,10 +277,11 @@ async fn drift_of_every_part_is_planned_and_restored() {
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     ws.assert_no_changes();
 
-    // The load balancer itself deleted outside Terraform.
+    // The load balancer itself deleted outside Terraform, its target group and security group left: replaced, the
+    // destroy half removing what was left.
     elb.delete_load_balancer().load_balancer_arn(out["arn"].as_str().unwrap()).send().await.unwrap();
     let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("1 to add"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("must be replaced") && plan.stdout.contains("1 to add, 0 to change, 1 to destroy"), "{}", plan.stdout);
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     ws.assert_no_changes();
     assert_eq!(alb_count(&elb).await, 1);
@@ -383,6 +384,24 @@ async fn an_interrupted_create_is_resumed_without_duplicates() {
     assert_eq!(groups_named(&ec2, "dify-dev-alb").await, 1, "no second security group");
     assert_eq!(proxy.count("elasticloadbalancing:CreateLoadBalancer"), 1);
     ws.assert_no_changes();
+}
+
+#[tokio::test]
+async fn a_destroy_interrupted_after_the_load_balancer_went_finishes_on_the_next_destroy() {
+    use crate::proxy::AwsProxy;
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "halfgone", "10.71").await;
+    let cert = moto.certificate("halfgone.example.com");
+    let proxy = AwsProxy::start(&moto.endpoint());
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &basic(&cert)));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    proxy.interrupt_after(&ws, &["destroy", "-auto-approve", "-input=false"], "elasticloadbalancing:DeleteLoadBalancer");
+    assert_eq!(alb_count(&elb).await, 0, "the load balancer went before the kill");
+    ws.ok(&["destroy", "-auto-approve", "-input=false", "-lock=false"]);
+    assert!(elb.describe_target_groups().send().await.unwrap().target_groups().is_empty(), "the target group was not left behind");
+    assert_eq!(groups_named(&ec2, "dify-dev-alb").await, 0, "the security group was not left behind");
 }
 
 #[tokio::test]

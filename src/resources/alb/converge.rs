@@ -556,15 +556,62 @@ pub async fn tear_down(cancel: &CancellationToken, aws: &AwsClients, o: &Observe
     })
     .await
     .map_err(|e| format!("waiting for load balancer {arn} to be deleted: {e}"))?;
-    if let Some(tg) = o.target_group.as_ref().and_then(|t| t.target_group_arn()) {
+    let rest = Remnants {
+        target_group_arn: o.target_group.as_ref().and_then(|t| t.target_group_arn()).map(str::to_string),
+        // The security group belongs to the resource, whether it made it or adopted it on import.
+        security_group_id: o.security_group.as_ref().and_then(|g| g.group_id()).map(str::to_string),
+    };
+    tear_down_remnants(cancel, aws, &rest, timeout).await?;
+    Ok(())
+}
+
+/// What is left of a `dify_alb` once its load balancer is gone: the target group and security group it recorded,
+/// when they still exist (a destroy interrupted between its steps, or the load balancer deleted by hand).
+#[derive(Debug, Default)]
+pub struct Remnants {
+    pub target_group_arn: Option<String>,
+    pub security_group_id: Option<String>,
+}
+
+impl Remnants {
+    pub fn is_empty(&self) -> bool {
+        self.target_group_arn.is_none() && self.security_group_id.is_none()
+    }
+}
+
+/// Which of the recorded target group and security group still exist (one describe each, made only when the load
+/// balancer is gone).
+pub async fn remnants(aws: &AwsClients, target_group_arn: Option<&str>, security_group_id: Option<&str>) -> Result<Remnants, String> {
+    let mut found = Remnants::default();
+    if let Some(tg) = target_group_arn {
+        match aws.elbv2.describe_target_groups().target_group_arns(tg).send().await {
+            Ok(out) if !out.target_groups().is_empty() => found.target_group_arn = Some(tg.to_string()),
+            Ok(_) => {}
+            Err(e) if errors::is_not_found(&e) => {}
+            Err(e) => return Err(format!("ELBv2 DescribeTargetGroups {tg}: {}", errors::describe(&e))),
+        }
+    }
+    if let Some(sg) = security_group_id {
+        match aws.ec2.describe_security_groups().group_ids(sg).send().await {
+            Ok(out) if !out.security_groups().is_empty() => found.security_group_id = Some(sg.to_string()),
+            Ok(_) => {}
+            Err(e) if errors::is_not_found(&e) => {}
+            Err(e) => return Err(format!("EC2 DescribeSecurityGroups {sg}: {}", errors::describe(&e))),
+        }
+    }
+    Ok(found)
+}
+
+/// Deletes the target group, then the security group (the last steps of a teardown); gone ones are skipped.
+pub async fn tear_down_remnants(cancel: &CancellationToken, aws: &AwsClients, rest: &Remnants, timeout: Duration) -> Result<(), String> {
+    if let Some(tg) = &rest.target_group_arn {
         if let Err(e) = aws.elbv2.delete_target_group().target_group_arn(tg).send().await {
             if !errors::is_not_found(&e) {
                 return Err(format!("ELBv2 DeleteTargetGroup {tg}: {}", errors::describe(&e)));
             }
         }
     }
-    // The security group belongs to the resource, whether it made it or adopted it on import.
-    if let Some(sg) = o.security_group.as_ref().and_then(|g| g.group_id()) {
+    if let Some(sg) = &rest.security_group_id {
         security_group::delete(cancel, aws, sg, timeout).await?;
     }
     Ok(())

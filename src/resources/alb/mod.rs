@@ -22,7 +22,7 @@ use crate::framework::{timeouts, validate};
 use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, ListResource, Resource, ResourceState};
 use crate::object;
 
-use self::converge::{converge, tear_down, Spec};
+use self::converge::{converge, remnants, tear_down, tear_down_remnants, Remnants, Spec};
 use self::observe::{find_load_balancer, observe, Lookup, Observed};
 use super::planned_tags_all;
 
@@ -216,6 +216,14 @@ impl Resource for Alb {
                 before.clone()
             }
         };
+        // The load balancer is gone and a read kept the resource for what it left (`read_remnants`): a new load
+        // balancer replaces it, after the destroy half of the replacement removes what is left.
+        if !prior.is_null() && !plan.planned.is_null() && prior.get("dns_name").is_null() {
+            for attr in ["id", "arn"] {
+                plan.planned.set(attr, Value::unknown());
+            }
+            plan.requires_replace.push(AttrPath::root("arn"));
+        }
         let port_changed = !prior.is_null() && prior.get("target_port") != plan.planned.get("target_port");
         for attr in ["dns_name", "zone_id", "security_group_id"] {
             plan.planned.set(attr, part(attr, false));
@@ -286,7 +294,7 @@ impl Resource for Alb {
         let arn = state.get("arn").as_str()?.to_string();
         let lb = match find_load_balancer(aws, Lookup::Arn(&arn)).await {
             Ok(Some(lb)) => lb,
-            Ok(None) => return None,
+            Ok(None) => return self.read_remnants(aws, &arn, state, private, diags).await,
             Err(e) => {
                 diags.error(format!("Error reading ALB ({arn})"), e);
                 return Some(ResourceState { state: state.clone(), private: private.clone(), identity: Some(identity_value(&arn)) });
@@ -337,7 +345,14 @@ impl Resource for Alb {
         let timeout = timeouts::get(prior, "delete", DELETE_TIMEOUT);
         let lb = match find_load_balancer(aws, Lookup::Arn(&arn)).await {
             Ok(Some(lb)) => lb,
-            Ok(None) => return,
+            // Gone already (an interrupted destroy): finish with what it left.
+            Ok(None) => {
+                let rest = Remnants { target_group_arn: prior.get("target_group_arn").as_str().map(str::to_string), security_group_id: prior.get("security_group_id").as_str().map(str::to_string) };
+                if let Err(e) = tear_down_remnants(&ctx.cancel, aws, &rest, timeout).await {
+                    diags.error(format!("Error deleting ALB ({name})"), e);
+                }
+                return;
+            }
             Err(e) => return diags.error(format!("Error deleting ALB ({name})"), e),
         };
         let o = match observe(aws, lb, prior.get("target_group_arn").as_str()).await {
@@ -386,6 +401,27 @@ impl Alb {
     /// Reads the converged load balancer into state.
     /// Reads the converged load balancer into state. Objects made a moment ago may not be visible yet (eventual
     /// consistency): the read is repeated until the load balancer and the target group it forwards to are seen.
+    /// The read of a resource whose load balancer is gone: gone too when nothing it owned is left; otherwise kept,
+    /// with what is gone empty, so a plan replaces it (`modify_plan`) and a destroy deletes what is left.
+    async fn read_remnants(&self, aws: &AwsClients, arn: &str, state: &Value, private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
+        match remnants(aws, state.get("target_group_arn").as_str(), state.get("security_group_id").as_str()).await {
+            Ok(rest) if rest.is_empty() => None,
+            Ok(rest) => {
+                let mut kept = state.clone();
+                for attr in ["dns_name", "zone_id", "url", "http_listener_arn", "https_listener_arn"] {
+                    kept.set(attr, Value::Null);
+                }
+                kept.set("target_group_arn", rest.target_group_arn.map(Value::String).unwrap_or(Value::Null));
+                kept.set("security_group_id", rest.security_group_id.map(Value::String).unwrap_or(Value::Null));
+                Some(resource_state(kept))
+            }
+            Err(e) => {
+                diags.error(format!("Error reading ALB ({arn})"), e);
+                Some(ResourceState { state: state.clone(), private: private.clone(), identity: Some(identity_value(arn)) })
+            }
+        }
+    }
+
     async fn read_back(&self, cancel: &CancellationToken, aws: &AwsClients, arn: &str, tg: Option<&str>, base: &Value, what: &str, diags: &mut Diagnostics) -> Option<ResourceState> {
         let result = wait_until(cancel, READ_BACK_TIMEOUT, || async {
             let Some(lb) = find_load_balancer(aws, Lookup::Arn(arn)).await? else { return Ok(Status::Pending(format!("load balancer {arn} not visible yet"))) };
