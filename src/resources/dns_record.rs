@@ -76,6 +76,18 @@ async fn find(aws: &AwsClients, zone: &str, name: &str) -> Result<(Option<Resour
     Ok((pick(RrType::A), pick(RrType::Aaaa)))
 }
 
+/// Whether the records found are exactly the alias (and AAAA twin) `spec` describes.
+fn already_as_wanted(spec: &Spec, a: &ResourceRecordSet, aaaa: Option<&ResourceRecordSet>) -> bool {
+    let same = |r: &ResourceRecordSet| {
+        r.alias_target().is_some_and(|t| {
+            t.dns_name().trim_end_matches('.').eq_ignore_ascii_case(spec.alias.dns_name.trim_end_matches('.'))
+                && t.hosted_zone_id() == spec.alias.zone_id
+                && t.evaluate_target_health() == spec.alias.evaluate_target_health
+        })
+    };
+    same(a) && if spec.ipv6 { aaaa.is_some_and(same) } else { aaaa.is_none() }
+}
+
 fn alias_record(spec: &Spec, ty: RrType) -> Result<ResourceRecordSet, String> {
     let target = AliasTarget::builder()
         .hosted_zone_id(&spec.alias.zone_id)
@@ -178,6 +190,15 @@ impl Resource for DnsRecord {
         let spec: Spec = decode(&planned.without_unknowns()).map_err(|d| diags.push(d)).ok()?;
         let what = format!("creating Route 53 record ({})", spec.name);
         match find(aws, &spec.zone_id, &spec.name).await {
+            // Exactly what this create would write (an earlier apply was interrupted after Route 53 took the change,
+            // before Terraform recorded it): writing it again changes nothing, so take it over.
+            Ok((Some(a), aaaa)) if already_as_wanted(&spec, &a, aaaa.as_ref()) => {
+                diags.warning_at(
+                    AttrPath::root("name"),
+                    format!("Took over the existing record {}", a.name().trim_end_matches('.')),
+                    "it already pointed at this load balancer exactly as configured (most likely an interrupted apply created it), so nothing about it changed.",
+                );
+            }
             Ok((Some(existing), _)) if !spec.allow_overwrite => {
                 diags.error_at(
                     AttrPath::root("name"),

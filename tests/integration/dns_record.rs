@@ -133,4 +133,12 @@ async fn an_existing_record_is_refused_unless_overwrite_and_drift_is_recreated()
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     assert_eq!(records(&r53, &zone, RrType::A).await.len(), 1);
     ws.assert_no_changes();
+
+    // Exactly the record the config describes, unknown to the state (an apply killed after Route 53 took the
+    // change): taken over with a warning, not refused. A different one stays refused (above).
+    ws.ok(&["state", "rm", "dify_dns_record.dify"]);
+    let out = ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    assert!(out.flat().contains("Took over the existing record dify.example.com"), "{}", out.all());
+    assert_eq!(records(&r53, &zone, RrType::A).await.len(), 1);
+    ws.assert_no_changes();
 }
