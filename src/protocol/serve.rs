@@ -185,6 +185,28 @@ impl hpb::health_server::Health for Health {
     }
 }
 
+/// How often a plugin checks that the Terraform that started it is still alive.
+const ORPHAN_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// go-plugin has no way to tell a plugin that its host died: a Terraform killed with SIGKILL (a CI timeout, the OOM
+/// killer) would leave this process serving nobody, still changing AWS. When the parent changes (the process was
+/// re-parented), stop every operation at its next safe point, as StopProvider would, and exit.
+async fn stop_when_orphaned(server: Arc<ProviderServer>, shutdown: CancellationToken) {
+    let parent = std::os::unix::process::parent_id();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ORPHAN_CHECK) => {},
+            _ = shutdown.cancelled() => return,
+        }
+        if std::os::unix::process::parent_id() != parent {
+            log::warn("Terraform exited without stopping the provider; stopping operations in flight and exiting", &[("terraform_pid", parent.into())]);
+            server.stop();
+            shutdown.cancel();
+            return;
+        }
+    }
+}
+
 fn reattach_value(provider_address: &str, addr: &SocketAddr) -> String {
     serde_json::json!({
         provider_address: {
@@ -217,6 +239,7 @@ pub async fn serve(server: Arc<ProviderServer>, mode: Mode) -> Result<(), String
 
     let shutdown = CancellationToken::new();
     let conns = incoming(listener, acceptor, shutdown.clone());
+    let stop_operations = server.clone();
 
     match &mode {
         Mode::Plugin => {
@@ -231,6 +254,7 @@ pub async fn serve(server: Arc<ProviderServer>, mode: Mode) -> Result<(), String
                     log::debug("interrupt received; waiting for Terraform to stop the provider", &[]);
                 }
             });
+            tokio::spawn(stop_when_orphaned(stop_operations, shutdown.clone()));
         }
         Mode::Debug { provider_address } => {
             let value = reattach_value(provider_address, &addr);
