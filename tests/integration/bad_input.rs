@@ -4,7 +4,7 @@
 //! A `# provider: ...` line adds arguments to the provider block. Adding a case is adding a file.
 
 use crate::harness::{root, Workspace};
-use crate::proxy::AwsProxy;
+use crate::proxy::{is_read_only, AwsProxy};
 use crate::{harness::Moto, seed};
 
 const COMMON: &str = r#"
@@ -14,11 +14,6 @@ data "dify_network" "n" {
   private_subnet_names = ["bad-private-a", "bad-private-c"]
 }
 "#;
-
-fn is_read_only(operation: &str) -> bool {
-    let op = operation.rsplit(':').next().unwrap_or(operation);
-    op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get")
-}
 
 #[tokio::test]
 async fn every_bad_input_fails_early_naming_the_attribute_and_changes_nothing() {

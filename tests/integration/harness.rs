@@ -12,6 +12,10 @@ pub const REGION: &str = "us-east-1";
 /// The account id moto answers GetCallerIdentity with.
 pub const MOTO_ACCOUNT: &str = "123456789012";
 
+/// Credentials every Terraform run gets: the emulator accepts any, and the secrets audit looks for these values.
+pub const SECRET_ACCESS_KEY: &str = "canary-secret-key-9fK2wQ7Lr4Zt";
+pub const SESSION_TOKEN: &str = "canary-session-token-Xb81mPq3Vd";
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -232,7 +236,8 @@ impl Workspace {
             .env("CHECKPOINT_DISABLE", "1")
             .env("TF_INPUT", "0")
             .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
             .env("AWS_REGION", REGION)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL", &self.endpoint)
@@ -295,6 +300,57 @@ impl Workspace {
 pub fn kill_group(child: &mut Child) {
     let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{}", child.id())]).status();
     let _ = child.wait();
+}
+
+/// The processes below `pid` (children, grandchildren, …) whose command name starts with `comm`.
+pub fn descendants(pid: u32, comm: &str) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // `pid (comm) state ppid …`; comm may hold spaces, so split after its closing parenthesis.
+        let Some((head, tail)) = stat.rsplit_once(") ") else { continue };
+        let name = head.split_once(" (").map(|(_, n)| n.to_string()).unwrap_or_default();
+        let ppid = tail.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        parent_of.push((p, ppid, name));
+    }
+    let mut below = vec![pid];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for (p, ppid, _) in &parent_of {
+            if below.contains(ppid) && !below.contains(p) {
+                below.push(*p);
+                grew = true;
+            }
+        }
+    }
+    parent_of.into_iter().filter(|(p, _, name)| *p != pid && below.contains(p) && name.starts_with(comm)).map(|(p, ..)| p).collect()
+}
+
+/// SIGKILL to one process.
+pub fn kill_pid(pid: u32) {
+    let _ = Command::new("kill").args(["-s", "KILL", &pid.to_string()]).status();
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, t)| !t.starts_with('Z')))
+}
+
+/// Waits for a child, killing its group if it has not exited by the deadline.
+pub fn wait_with_deadline(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            kill_group(child);
+            panic!("process {} did not exit within {within:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Reads one line from a child's stdout with a deadline (the plugin handshake).

@@ -1,10 +1,11 @@
 //! A counting, fault-injecting AWS proxy between the provider and the emulator, on 127.0.0.1 and its own runtime
 //! thread (tests block on Terraform child processes). It names each call `service:Operation`, keeps an ordered
-//! call log, and applies rules: hold a response back (to interrupt an apply at a known point) or fail a call.
+//! call log with each call's time at the emulator, and applies rules: hold a response back (to interrupt an apply at
+//! a known point), fail a call, or show an object as not ready yet for a fixed time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -18,6 +19,9 @@ pub struct Call {
     /// `service:Operation`, e.g. `ec2:CreateVolume`.
     pub operation: String,
     pub status: u16,
+    /// When the proxy received the call, and when it had the answer (from the emulator, or its own fault).
+    pub received: Instant,
+    pub answered: Instant,
 }
 
 #[derive(Clone, Debug)]
@@ -26,6 +30,35 @@ pub enum Rule {
     DelayResponse { operation: String, delay: Duration },
     /// Answer with this HTTP status and AWS error code instead of forwarding, `times` times.
     Fail { operation: String, status: u16, code: String, times: usize },
+    /// From the first answer of `operation` containing `ready` until `delay` later, answer with `ready` replaced by
+    /// `not_ready` (an ALB still provisioning, an instance pending): AWS's readiness arriving after a fixed delay.
+    NotReadyFor { operation: String, ready: String, not_ready: String, delay: Duration },
+}
+
+/// Whether an operation only reads (`Describe*`, `List*`, `Get*`); everything else changes something.
+pub fn is_read_only(operation: &str) -> bool {
+    let op = operation.rsplit(':').next().unwrap_or(operation);
+    op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get")
+}
+
+/// Who an interrupted run kills.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kill {
+    /// Terraform and the provider together (SIGKILL to the process group): a CI job cancelled.
+    Both,
+    /// Terraform alone: the provider is orphaned and must stop by itself.
+    TerraformAlone,
+    /// The provider alone (a crash, the OOM killer): Terraform reports it and saves what it knows.
+    ProviderAlone,
+}
+
+/// What a `NotReadyFor` rule saw: when readiness was shown, and when the provider first asked after that.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    pub operation: String,
+    pub ready_at: Instant,
+    /// When the first answer showing the object ready left the proxy.
+    pub noticed_at: Option<Instant>,
 }
 
 /// Seeded random faults on a share of calls, injected before the call reaches the emulator (as a throttle or an
@@ -47,10 +80,14 @@ struct State {
     /// Describe operations still owed a NotFound, by operation.
     stale: HashMap<String, usize>,
     faults: HashMap<String, usize>,
+    /// Hold back the answer to the changing call that brings their count in `calls` to this.
+    hold_change: Option<usize>,
+    /// Per `NotReadyFor` rule (by its index in `rules`), once it has started hiding readiness.
+    readiness: HashMap<usize, Readiness>,
 }
 
 /// One step of xorshift64*: reproducible from the seed, independent of the machine.
-fn next_random(state: &mut u64) -> u64 {
+pub fn next_random(state: &mut u64) -> u64 {
     let mut x = *state;
     x ^= x >> 12;
     x ^= x << 25;
@@ -151,6 +188,7 @@ impl std::fmt::Display for ConnectionReset {
 impl std::error::Error for ConnectionReset {}
 
 async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ConnectionReset> {
+    let received = Instant::now();
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let op = format!("{}:{}", service(&parts), operation(&parts, &body));
@@ -196,18 +234,18 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
     match chaos_fault {
         Some(Fault::Error(status, code)) => {
             let response = aws_error(&op, status, &code);
-            state.lock().unwrap().calls.push(Call { operation: op, status });
+            state.lock().unwrap().calls.push(Call { operation: op, status, received, answered: Instant::now() });
             return Ok(response);
         }
         Some(Fault::Reset) => {
-            state.lock().unwrap().calls.push(Call { operation: op, status: 0 });
+            state.lock().unwrap().calls.push(Call { operation: op, status: 0, received, answered: Instant::now() });
             return Err(ConnectionReset);
         }
         Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
         None => {}
     }
 
-    let (fail, delay) = {
+    let (fail, mut delay) = {
         let mut s = state.lock().unwrap();
         let mut fail = None;
         let mut delay = None;
@@ -225,7 +263,7 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
     };
     if let Some((status, code)) = fail {
         let response = aws_error(&op, status, &code);
-        state.lock().unwrap().calls.push(Call { operation: op, status });
+        state.lock().unwrap().calls.push(Call { operation: op, status, received, answered: Instant::now() });
         return Ok(response);
     }
 
@@ -237,25 +275,52 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
     let response = match client.request(forward.body(Full::new(body)).unwrap()).await {
         Ok(r) => r,
         Err(e) => {
-            state.lock().unwrap().calls.push(Call { operation: op, status: 502 });
+            state.lock().unwrap().calls.push(Call { operation: op, status: 502, received, answered: Instant::now() });
             return Ok(Response::builder().status(StatusCode::BAD_GATEWAY).body(Full::new(Bytes::from(e.to_string()))).unwrap());
         }
     };
-    let (rparts, rbody) = response.into_parts();
-    let rbytes = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let (mut rparts, rbody) = response.into_parts();
+    // The body may be rewritten (`NotReadyFor`); hyper sets the length of what is sent.
+    rparts.headers.remove(hyper::header::CONTENT_LENGTH);
+    let mut rbytes = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let answered = Instant::now();
     {
         let mut s = state.lock().unwrap();
+        rbytes = hide_readiness(&mut s, &op, rbytes, answered);
         if let (Some((chaos, _)), Some((describe, _))) = (s.chaos.clone(), stale_after(&op)) {
             if rparts.status.is_success() && chaos.stale_reads > 0 {
                 s.stale.insert(describe.to_string(), chaos.stale_reads);
             }
         }
-        s.calls.push(Call { operation: op, status: rparts.status.as_u16() });
+        s.calls.push(Call { operation: op.clone(), status: rparts.status.as_u16(), received, answered });
+        if !is_read_only(&op) && s.hold_change == Some(s.calls.iter().filter(|c| !is_read_only(&c.operation)).count()) {
+            delay = Some(Duration::from_secs(120));
+        }
     }
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
     Ok(Response::from_parts(rparts, Full::new(rbytes)))
+}
+
+/// Applies the `NotReadyFor` rules of `op` to an answer from the emulator.
+fn hide_readiness(s: &mut State, op: &str, body: Bytes, now: Instant) -> Bytes {
+    let mut text = String::from_utf8_lossy(&body).to_string();
+    let mut changed = false;
+    for (index, rule) in s.rules.iter().enumerate() {
+        let Rule::NotReadyFor { operation, ready, not_ready, delay } = rule else { continue };
+        if operation != op || !text.contains(ready.as_str()) {
+            continue;
+        }
+        let seen = s.readiness.entry(index).or_insert_with(|| Readiness { operation: op.to_string(), ready_at: now + *delay, noticed_at: None });
+        if now < seen.ready_at {
+            text = text.replace(ready.as_str(), not_ready);
+            changed = true;
+        } else if seen.noticed_at.is_none() {
+            seen.noticed_at = Some(now);
+        }
+    }
+    if changed { Bytes::from(text) } else { body }
 }
 
 impl AwsProxy {
@@ -325,12 +390,93 @@ impl AwsProxy {
         self.clear_rules();
     }
 
+    /// Runs `terraform ARGS` in `ws`, holds back the answer to its `nth` changing call (the emulator has acted and
+    /// nothing recorded it), then kills as `kill` says. Returns false when the run made fewer changing calls and
+    /// finished by itself. After `Kill::TerraformAlone` it asserts that the orphaned provider exits by itself.
+    pub fn interrupt_at_change(&self, ws: &crate::harness::Workspace, args: &[&str], nth: usize, kill: Kill) -> bool {
+        let changes = |p: &AwsProxy| p.calls().iter().filter(|c| !is_read_only(&c.operation)).count();
+        let before = changes(self);
+        self.state.lock().unwrap().hold_change = Some(before + nth);
+        let mut child = ws.spawn(args);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let reached = loop {
+            if changes(self) >= before + nth {
+                break true;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            assert!(std::time::Instant::now() < deadline, "terraform {} neither finished nor made {nth} changes", args.join(" "));
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if reached {
+            let providers = crate::harness::descendants(child.id(), "terraform-provi");
+            match kill {
+                Kill::Both => crate::harness::kill_group(&mut child),
+                Kill::TerraformAlone => {
+                    crate::harness::kill_pid(child.id());
+                    let _ = child.wait();
+                    let gone = std::time::Instant::now() + Duration::from_secs(15);
+                    while providers.iter().any(|p| crate::harness::is_alive(*p)) {
+                        assert!(std::time::Instant::now() < gone, "the provider {providers:?} outlived the Terraform that started it");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                Kill::ProviderAlone => {
+                    assert!(!providers.is_empty(), "no provider process under terraform {}", child.id());
+                    for p in &providers {
+                        crate::harness::kill_pid(*p);
+                    }
+                    let status = crate::harness::wait_with_deadline(&mut child, Duration::from_secs(60));
+                    assert!(!status.success(), "terraform {} succeeded although its provider was killed", args.join(" "));
+                }
+            }
+        } else {
+            let _ = child.wait();
+        }
+        self.state.lock().unwrap().hold_change = None;
+        reached
+    }
+
     pub fn add_rule(&self, rule: Rule) {
         self.state.lock().unwrap().rules.push(rule);
     }
 
     pub fn clear_rules(&self) {
-        self.state.lock().unwrap().rules.clear();
+        let mut s = self.state.lock().unwrap();
+        s.rules.clear();
+        s.readiness.clear();
+    }
+
+    /// What each `NotReadyFor` rule saw, in the order the rules were added.
+    pub fn readiness(&self) -> Vec<Readiness> {
+        let s = self.state.lock().unwrap();
+        let mut seen: Vec<(usize, Readiness)> = s.readiness.iter().map(|(i, r)| (*i, r.clone())).collect();
+        seen.sort_by_key(|(i, _)| *i);
+        seen.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// How long at least one call was at the emulator (the union of the calls' intervals): the AWS side's share of
+    /// a command's wall time, which a provider making no calls would not have.
+    pub fn busy(&self) -> Duration {
+        let mut spans: Vec<(Instant, Instant)> = self.calls().iter().map(|c| (c.received, c.answered)).collect();
+        spans.sort();
+        let mut total = Duration::ZERO;
+        let mut current: Option<(Instant, Instant)> = None;
+        for (start, end) in spans {
+            current = match current {
+                Some((s, e)) if start <= e => Some((s, e.max(end))),
+                Some((s, e)) => {
+                    total += e - s;
+                    Some((start, end))
+                }
+                None => Some((start, end)),
+            };
+        }
+        if let Some((s, e)) = current {
+            total += e - s;
+        }
+        total
     }
 
     pub fn calls(&self) -> Vec<Call> {
