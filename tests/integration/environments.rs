@@ -58,6 +58,7 @@ async fn apply_environment(env: &str, cidr: &str) {
     let moto = Moto::start();
     let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config_in(REGION).await);
     let (ws, vars) = prepare(env, cidr, &moto, &moto.endpoint()).await;
+    let ws = ws.env("TF_LOG_PROVIDER", "DEBUG");
     let chdir = format!("-chdir=environments/{env}");
     let with = |args: &[&str]| -> Vec<String> {
         let mut v = vec![chdir.clone()];
@@ -75,6 +76,7 @@ async fn apply_environment(env: &str, cidr: &str) {
     apply.extend(vars.iter().cloned());
     let out = run(apply);
     assert_eq!(out.code, 0, "{env} apply:\n{}", out.all());
+    crate::security::audit_secrets(&ws, &format!("environments/{env}"), &vars, &out.stderr);
     let mut plan = with(&["plan", "-detailed-exitcode", "-input=false"]);
     plan.extend(vars.iter().cloned());
     let out = run(plan);
@@ -126,7 +128,8 @@ async fn prd_environment_applies_and_is_protected() {
     apply_environment("prd", "10.15").await;
 }
 
-/// `make demo` as a newcomer runs it: every step reports, the plan after apply is empty, the import adopts.
+/// `make demo` as a newcomer runs it: every step reports, the plan after apply is empty, the import adopts; with the
+/// provider's DEBUG logs on, nothing it prints holds a secret.
 #[test]
 fn the_demo_runs_end_to_end_and_cleans_up() {
     let out = std::process::Command::new("bash")
@@ -134,10 +137,15 @@ fn the_demo_runs_end_to_end_and_cleans_up() {
         .env("DIFY_VENV", crate::harness::venv())
         .env("DIFY_PROVIDER_NAMESPACE", namespace())
         .env_remove("TF_LOG")
+        .env("TF_LOG_PROVIDER", "DEBUG")
         .env_remove("AWS_PROFILE")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("AWS call"), "the demo ran without the provider's DEBUG logs");
+    let found = crate::security::leaked(&format!("{text}{logs}"));
+    assert!(found.is_empty(), "the demo printed secret values {found:?}");
     assert!(out.status.success(), "demo failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
     for line in ["Apply complete! Resources: 4 added", "No changes: the infrastructure matches the configuration.", "1 imported", "Destroy complete! Resources: 4 destroyed", "Final snapshot snap-"] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");

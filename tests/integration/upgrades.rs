@@ -4,6 +4,7 @@
 use crate::ec2_stack::{config, setup, stack_instances, tag, ONE};
 use crate::harness::{Moto, Workspace};
 use crate::proxy::{AwsProxy, Rule};
+use crate::security::leaked;
 
 fn versioned(version: &str) -> String {
     format!("{ONE}\n  dify {{\n    version = \"{version}\"\n    url     = \"https://dify.example.com\"\n  }}")
@@ -99,22 +100,6 @@ async fn an_interrupted_upgrade_is_finished_by_the_next_apply() {
     ws.assert_no_changes();
 }
 
-/// `NAME=value` with a literal value (not a shell expansion) for any generated secret.
-fn leaked(text: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for name in terraform_provider_dify::boot::GENERATED_SECRETS {
-        let needle = format!("{name}=");
-        for (at, _) in text.match_indices(&needle) {
-            let preceded = text[..at].chars().last().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-            let next = text[at + needle.len()..].chars().next();
-            if !preceded && next.is_some_and(|c| !matches!(c, '$' | '"' | '\'' | '\\' | ' ' | '\n')) {
-                found.push(text[at..(at + needle.len() + 12).min(text.len())].to_string());
-            }
-        }
-    }
-    found
-}
-
 #[tokio::test]
 async fn no_secret_reaches_state_plans_logs_or_user_data_and_managed_keys_are_refused() {
     let moto = Moto::start();
@@ -134,6 +119,7 @@ async fn no_secret_reaches_state_plans_logs_or_user_data_and_managed_keys_are_re
     for (what, text) in [("state", state.as_str()), ("show -json", &show), ("plan JSON", &plan), ("DEBUG logs", &applied.stderr), ("user data", &user_data), ("bootstrap script", script)] {
         assert!(leaked(text).is_empty(), "{what} holds a secret value: {:?}", leaked(text));
     }
+    assert!(applied.stderr.contains("AWS call"), "the DEBUG logs were captured");
     assert!(user_data.contains("DIFY_DB_PASSWORD_SECRET_ARN='arn:aws:secretsmanager"), "only the secret's ARN travels");
 
     ws.write("main.tf", &config(&net, &cert, &format!("{ONE}\n  dify {{\n    version = \"1.13.3\"\n    env = {{ SECRET_KEY = \"mine\" }}\n  }}")));
