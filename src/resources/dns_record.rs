@@ -164,7 +164,7 @@ impl Resource for DnsRecord {
                 .attr(Attribute::string("name").required().requires_replace().description("Record name, such as `dify.example.com`.").validate(validate::not_blank()))
                 .attr(Attribute::string("fqdn").computed().use_state_for_unknown().description("The record's fully qualified name."))
                 .attr(Attribute::bool("ipv6").default(Value::Bool(false)).description("Also create an AAAA alias (the load balancer must be dual-stack)."))
-                .attr(Attribute::bool("allow_overwrite").default(Value::Bool(false)).description("Take over a record that already exists. Off by default: an existing record is an error that suggests `terraform import`."))
+                .attr(Attribute::bool("allow_overwrite").default(Value::Bool(false)).description("Take over a record that already exists. Off by default: an existing record is an error that suggests `terraform import`, unless it is exactly the alias this resource would write (as an interrupted apply leaves it), which is taken over with a warning."))
                 .block(
                     NestedBlock::single(
                         "alias",
