@@ -8,8 +8,15 @@ use tokio_util::sync::CancellationToken;
 
 /// First pause between polls; the emulator and most AWS state changes answer within a few of these.
 pub const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// Longest pause between polls.
-pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest pause between polls: the provider notices a change within this (plus one call) of AWS making it, and a
+/// waiter makes at most 40 describes a minute, so Terraform's ten parallel waits stay under EC2's describe refill
+/// rate (20 a second) and ELBv2's; see docs/benchmarks.md for the measured notice latency.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_millis(1500);
+
+/// The pause after the pause `interval`: grows by half up to `MAX_POLL_INTERVAL`.
+fn next_interval(interval: Duration) -> Duration {
+    (interval * 3 / 2).min(MAX_POLL_INTERVAL)
+}
 
 /// What one poll found.
 pub enum Status<T> {
@@ -68,7 +75,7 @@ where
             _ = tokio::time::sleep(pause) => {},
             _ = cancel.cancelled() => return Err(WaitError::Cancelled { last_status }),
         }
-        interval = (interval * 3 / 2).min(MAX_POLL_INTERVAL);
+        interval = next_interval(interval);
     }
 }
 
@@ -76,6 +83,19 @@ where
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn the_schedule_backs_off_to_a_pause_short_enough_to_notice_within_two_seconds() {
+        let mut schedule = vec![FIRST_POLL_INTERVAL];
+        while schedule.len() < 40 {
+            schedule.push(next_interval(*schedule.last().unwrap()));
+        }
+        assert!(schedule.windows(2).all(|w| w[1] >= w[0]), "never speeds up: {schedule:?}");
+        assert!(schedule.iter().all(|p| *p <= MAX_POLL_INTERVAL) && MAX_POLL_INTERVAL < Duration::from_secs(2));
+        // Steady state: one poll per MAX_POLL_INTERVAL, at most 40 a minute.
+        let first_minute = schedule.iter().scan(Duration::ZERO, |t, p| { *t += *p; Some(*t) }).take_while(|t| *t <= Duration::from_secs(60)).count();
+        assert!(first_minute <= 45, "{first_minute} polls in the first minute");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn waits_until_done_then_times_out_and_honours_cancellation() {
