@@ -1,5 +1,7 @@
 //! Benchmark (not a test: `#[ignore]`, run by `make bench`): AWS calls per operation, counted by the proxy, for each
-//! resource alone and for the dev and prd environments. Prints Markdown tables for docs/benchmarks.md.
+//! resource alone and for the dev and prd environments; process cost; Terraform's overhead against a floor provider;
+//! scale; wait latency. Each writes its Markdown table to target/bench/, which `bench/report.py` (run by make bench)
+//! puts into docs/benchmarks.md.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,14 @@ fn summary(proxy: &AwsProxy) -> (usize, String) {
     let total = counts.values().sum();
     let detail = counts.iter().map(|(op, n)| format!("{}×{n}", op.rsplit(':').next().unwrap_or(op))).collect::<Vec<_>>().join(", ");
     (total, detail)
+}
+
+/// Prints a result table and writes it to target/bench/NAME.md for `bench/report.py`.
+fn publish(name: &str, table: &str) {
+    println!("\n{table}\n");
+    let dir = crate::harness::root().join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.md")), format!("{table}\n")).unwrap();
 }
 
 fn row(label: &str, proxy: &AwsProxy, rows: &mut Vec<String>) {
@@ -70,7 +80,7 @@ async fn aws_calls_per_operation() {
             row(&format!("{env} environment: destroy (plan + apply)"), &proxy, &mut rows);
         }
     }
-    println!("\n{}\n", rows.join("\n"));
+    publish("calls", &rows.join("\n"));
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -130,20 +140,21 @@ async fn process_cost() {
         peak = peak.max(provider_peak_rss_kib());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    println!(
-        "\n| measure | value |\n| --- | --- |\n| binary ({}) | {:.1} MiB |\n| start to handshake line, median of 15 | {:.1} ms |\n| GetProviderSchema over mTLS, median of 15 | {:.2} ms |\n| peak RSS of a provider process during a dev apply | {:.1} MiB |\n",
-        binary.display(),
+    publish("process", &format!(
+        "| measure | value |\n| --- | --- |\n| binary ({}) | {:.1} MiB |\n| start to handshake line, median of 15 | {:.1} ms |\n| GetProviderSchema over mTLS, median of 15 | {:.2} ms |\n| peak RSS of a provider process during a dev apply | {:.1} MiB |",
+        binary.strip_prefix(crate::harness::root()).unwrap_or(&binary).display(),
         size as f64 / 1048576.0,
         median(handshakes),
         median(schemas),
         peak as f64 / 1024.0
-    );
+    ));
 }
 
 /// Terraform's time for the dev environment with this provider (against the emulator) over the same with the floor
-/// provider (same schemas, no AWS): what the provider adds to Terraform's own cost. Set DIFY_FLOOR_BINARY. Both run
-/// as debug builds (`provider_binary()`), so the ratio compares like with like: a release build of the floor would
-/// rebuild every dependency with the examples' features.
+/// provider (same schemas, no AWS): what the provider adds to Terraform's own cost. Set DIFY_FLOOR_BINARY. This
+/// provider is `bench_binary()` (make bench: the release build users run); the floor is a debug build, since a
+/// release build of it would rebuild every dependency with the examples' features (that favours the floor). The proxy measures how long the emulator was answering
+/// (the union of in-flight calls), which is AWS's time, not the provider's: the net ratio takes it out.
 #[tokio::test]
 #[ignore = "benchmark: run by make bench"]
 async fn terraform_overhead_against_a_floor_provider() {
@@ -151,29 +162,39 @@ async fn terraform_overhead_against_a_floor_provider() {
         println!("DIFY_FLOOR_BINARY is not set: build examples/floor_provider.rs (make bench does)");
         return;
     };
-    let ours = crate::harness::mirror_of(&crate::harness::provider_binary());
+    let ours = crate::harness::mirror_of(&bench_binary());
     let floor = crate::harness::mirror_of(std::path::Path::new(&floor));
-    let mut report = vec!["| command | this provider (s) | floor (s) | ratio |".to_string(), "| --- | --- | --- | --- |".to_string()];
     let mut times: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
-    for _ in 0..3 {
+    const RUNS: usize = 7;
+    for _ in 0..RUNS {
         for (who, mirror) in [("ours", &ours), ("floor", &floor)] {
             let moto = Moto::start();
-            let (ws, vars) = crate::environments::prepare_with("dev", "10.13", &moto, &moto.endpoint(), mirror).await;
+            let proxy = AwsProxy::start(&moto.endpoint());
+            let (ws, vars) = crate::environments::prepare_with("dev", "10.13", &moto, &proxy.endpoint(), mirror).await;
             for command in ["apply", "plan"] {
                 let args: &[&str] = if command == "apply" { &["apply", "-auto-approve", "-input=false"] } else { &["plan", "-input=false"] };
+                proxy.clear_calls();
                 let started = std::time::Instant::now();
                 let out = in_env(&ws, "dev", args, &vars);
+                let wall = started.elapsed().as_secs_f64();
                 assert_eq!(out.code, 0, "{who} {command}: {}", out.all());
-                times.entry((command, who)).or_default().push(started.elapsed().as_secs_f64());
+                times.entry((command, who)).or_default().push(wall);
+                if who == "ours" {
+                    times.entry((command, "net")).or_default().push(wall - proxy.busy().as_secs_f64());
+                    times.entry((command, "busy")).or_default().push(proxy.busy().as_secs_f64());
+                }
             }
         }
     }
+    let mut report = vec![
+        format!("| command (dev environment), median of {RUNS} | this provider (s) | emulator answering (s) | this provider without it (s) | floor (s) | ratio | net ratio |"),
+        "| --- | --- | --- | --- | --- | --- | --- |".to_string(),
+    ];
     for command in ["apply", "plan"] {
-        let ours = median(times[&(command, "ours")].clone());
-        let floor = median(times[&(command, "floor")].clone());
-        report.push(format!("| terraform {command} (dev environment), median of 3 | {ours:.2} | {floor:.2} | {:.2} |", ours / floor));
+        let [ours, busy, net, floor] = ["ours", "busy", "net", "floor"].map(|who| median(times[&(command, who)].clone()));
+        report.push(format!("| terraform {command} | {ours:.2} | {busy:.2} | {net:.2} | {floor:.2} | {:.2} | {:.2} |", ours / floor, net / floor));
     }
-    println!("\n{}\n", report.join("\n"));
+    publish("overhead", &report.join("\n"));
 }
 
 /// Plan and apply of N dev-shaped stacks (network lookup, volume, ALB, stack, record each) in one configuration:
@@ -211,5 +232,53 @@ async fn scale_per_stack() {
         let plan_calls = summary(&proxy).0;
         report.push(format!("| {n} | {apply_time:.1} | {:.1} | {plan_time:.1} | {:.1} |", apply_calls as f64 / n as f64, plan_calls as f64 / n as f64));
     }
-    println!("\n{}\n", report.join("\n"));
+    publish("scale", &report.join("\n"));
+}
+
+/// How long after an object becomes ready the provider notices: the proxy shows the load balancer provisioning, the
+/// instance pending, the volume creating and the Route 53 change PENDING for a fixed delay after the first answer that
+/// would show it ready, then lets readiness through; the notice latency is from then to the provider's next poll.
+#[tokio::test]
+#[ignore = "benchmark: run by make bench"]
+async fn wait_latency() {
+    use crate::proxy::Rule;
+    use std::time::Duration;
+    const WAITS: &[(&str, &str, &str, &str)] = &[
+        ("load balancer active", "elasticloadbalancing:DescribeLoadBalancers", "<Code>active</Code>", "<Code>provisioning</Code>"),
+        ("instance running", "ec2:DescribeInstances", "<name>running</name>", "<name>pending</name>"),
+        ("volume available", "ec2:DescribeVolumes", "<status>available</status>", "<status>creating</status>"),
+        ("Route 53 change INSYNC", "route53:GetChange", "<Status>INSYNC</Status>", "<Status>PENDING</Status>"),
+    ];
+    // Off the poll grid, so some land just after a poll (the worst case) and some just before.
+    let delays = [2.1, 4.9, 11.0, 19.5];
+    let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); WAITS.len()];
+    let mut polls: Vec<Vec<usize>> = vec![Vec::new(); WAITS.len()];
+    for delay in delays {
+        let moto = Moto::start();
+        let proxy = AwsProxy::start(&moto.endpoint());
+        let (ws, vars) = prepare("dev", "10.13", &moto, &proxy.endpoint()).await;
+        proxy.clear_calls();
+        for (_, operation, ready, not_ready) in WAITS {
+            proxy.add_rule(Rule::NotReadyFor { operation: operation.to_string(), ready: ready.to_string(), not_ready: not_ready.to_string(), delay: Duration::from_secs_f64(delay) });
+        }
+        let out = in_env(&ws, "dev", &["apply", "-auto-approve", "-input=false"], &vars);
+        assert_eq!(out.code, 0, "{}", out.all());
+        let calls = proxy.calls();
+        for (i, seen) in proxy.readiness().into_iter().enumerate() {
+            let noticed = seen.noticed_at.unwrap_or_else(|| panic!("{} never polled after it was ready", WAITS[i].0));
+            latencies[i].push(noticed.duration_since(seen.ready_at).as_secs_f64());
+            // Polls while not ready: the describe rate a waiter costs.
+            polls[i].push(calls.iter().filter(|c| c.operation == seen.operation && c.answered >= seen.ready_at - Duration::from_secs_f64(delay) && c.answered < seen.ready_at).count());
+        }
+    }
+    let mut report = vec![
+        format!("| wait | notice latency after a delay of {} s | median | max | polls during the {} s delay |", delays.map(|d| d.to_string()).join(" / "), delays[delays.len() - 1]),
+        "| --- | --- | --- | --- | --- |".to_string(),
+    ];
+    for (i, (name, ..)) in WAITS.iter().enumerate() {
+        let each = latencies[i].iter().map(|l| format!("{l:.2}")).collect::<Vec<_>>().join(" / ");
+        let max = latencies[i].iter().cloned().fold(0.0, f64::max);
+        report.push(format!("| {name} | {each} | {:.2} | {max:.2} | {} |", median(latencies[i].clone()), polls[i].last().unwrap()));
+    }
+    publish("waits", &report.join("\n"));
 }
