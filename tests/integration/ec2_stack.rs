@@ -254,6 +254,19 @@ async fn a_terminated_instance_is_planned_back_and_bad_placements_are_refused() 
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     ws.assert_no_changes();
 
+    // The instance deregistered from its target group outside Terraform: the plan names the group, apply registers
+    // the instance again.
+    let elb = moto.elbv2().await;
+    let tg = out["target_group_arns"][0].as_str().unwrap();
+    let id = out["instance_ids"][0].as_str().unwrap();
+    elb.deregister_targets().target_group_arn(tg).targets(aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(id).build()).send().await.unwrap();
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("target_group_arns") && plan.stdout.contains(tg) && plan.stdout.contains("1 to change"), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let health = elb.describe_target_health().target_group_arn(tg).send().await.unwrap();
+    assert!(health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == Some(id)), "registered again");
+    ws.assert_no_changes();
+
     // A volume in the other zone is refused at plan, naming it.
     ws.write("main.tf", &config(&net, &cert, "  data_volume_ids = [dify_persistent_volume.c.id]"));
     let out = ws.run(&["plan", "-input=false"]);

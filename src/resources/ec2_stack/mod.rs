@@ -137,7 +137,7 @@ impl Resource for Ec2Stack {
                 .attr(Attribute::string("alb_security_group_id").optional().description("The load balancer's security group (`dify_alb.security_group_id`), allowed in on `app_port`.").validate(validate::prefixed("sg-")))
                 .attr(Attribute::new("additional_security_group_ids", Type::set(Type::String)).optional().description("More security groups for the instances.").validate(validate::each(validate::prefixed("sg-"))))
                 .attr(Attribute::new("data_volume_ids", Type::list(Type::String)).optional().description("One `dify_persistent_volume` per instance, in order, attached as /dev/sdf and mounted at /opt/dify-data. Each must be in its instance's zone. Never deleted with an instance, never force-detached: a change stops the instance, detaches, waits, attaches and starts it.").validate(validate::each(validate::prefixed("vol-"))))
-                .attr(Attribute::new("target_group_arns", Type::set(Type::String)).optional().description("Target groups to register every instance with (`dify_alb.target_group_arn`). Instances are deregistered and drained before they stop.").validate(validate::each(validate::prefixed("arn:"))))
+                .attr(Attribute::new("target_group_arns", Type::set(Type::String)).optional().description("Target groups to register every instance with (`dify_alb.target_group_arn`). Instances are deregistered and drained before they stop. A refresh reads each group's registrations, so an instance deregistered outside Terraform is planned back.").validate(validate::each(validate::prefixed("arn:"))))
                 .attr(Attribute::bool("wait_for_healthy").optional().computed().description("Wait until every target is healthy before the apply returns (default: true when target groups are set); fails at the timeout with the last reason AWS gave."))
                 .attr(Attribute::new("tags", Type::map(Type::String)).optional().description("Tags for every object, merged over the provider's `default_tags`."))
                 .attr(Attribute::new("tags_all", Type::map(Type::String)).computed().description("All tags, `default_tags` included."))
@@ -312,7 +312,17 @@ impl Resource for Ec2Stack {
         let ids: Vec<String> = state.get("instance_ids").elements().unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
         match observe(aws, &name, &ids, state.get("security_group_id").as_str(), state.get("launch_template_id").as_str(), false).await {
             Ok(o) if o.instances.is_empty() && o.security_group.is_none() && o.launch_template_id.is_none() => None,
-            Ok(o) => Some(ResourceState { state: stack_state(state, &o, aws), private: Private::default(), identity: Some(identity(&name)) }),
+            Ok(o) => {
+                let mut read = stack_state(state, &o, aws);
+                let groups: BTreeSet<String> = decode(state.get("target_group_arns")).unwrap_or_default();
+                let live: Vec<String> = o.instances.values().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+                match groups_serving(aws, &groups, &live).await {
+                    Ok(kept) if kept != groups => read.set("target_group_arns", Value::Set(kept.iter().map(Value::string).collect())),
+                    Ok(_) => {}
+                    Err(e) => diags.error(format!("Error reading EC2 stack ({name})"), e),
+                }
+                Some(ResourceState { state: read, private: Private::default(), identity: Some(identity(&name)) })
+            }
             Err(e) => {
                 diags.error(format!("Error reading EC2 stack ({name})"), e);
                 Some(ResourceState { state: state.clone(), private: Private::default(), identity: Some(identity(&name)) })
@@ -466,6 +476,32 @@ impl Ec2Stack {
 }
 
 /// The target groups any of `instances` is registered with (import only: it reads every target group's health).
+/// The target groups of `groups` every instance of `instances` is registered with (not draining): a group an
+/// instance has left (deregistered outside Terraform) or that is gone drops out, so the plan registers it again. One
+/// DescribeTargetHealth per group; none without instances.
+async fn groups_serving(aws: &AwsClients, groups: &BTreeSet<String>, instances: &[String]) -> Result<BTreeSet<String>, String> {
+    if instances.is_empty() {
+        return Ok(groups.clone());
+    }
+    let mut kept = BTreeSet::new();
+    for tg in groups {
+        let health = match aws.elbv2.describe_target_health().target_group_arn(tg).send().await {
+            Ok(h) => h,
+            Err(e) if errors::is_not_found(&e) => continue,
+            Err(e) => return Err(format!("ELBv2 DescribeTargetHealth {tg}: {}", errors::describe(&e))),
+        };
+        let registered = |id: &str| {
+            health.target_health_descriptions().iter().any(|d| {
+                d.target().and_then(|t| t.id()) == Some(id) && d.target_health().and_then(|h| h.state()) != Some(&aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum::Draining)
+            })
+        };
+        if instances.iter().all(|i| registered(i)) {
+            kept.insert(tg.clone());
+        }
+    }
+    Ok(kept)
+}
+
 async fn registered_target_groups(aws: &AwsClients, instances: &[String]) -> Result<BTreeSet<String>, String> {
     let mut found = BTreeSet::new();
     let mut marker = None;
