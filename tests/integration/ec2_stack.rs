@@ -180,6 +180,33 @@ async fn instance_type_changes_in_place_deregistering_stopping_modifying_startin
 }
 
 #[tokio::test]
+async fn a_type_change_killed_after_the_instance_was_modified_is_finished_and_the_instance_serves_again() {
+    let moto = Moto::start();
+    let (ec2, net, cert) = setup(&moto).await;
+    let elb = moto.elbv2().await;
+    let proxy = AwsProxy::start(&moto.endpoint());
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, ONE));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    ws.write("main.tf", &config(&net, &cert, &format!("{ONE}\n  instance_type = \"t3.large\"")));
+    // Deregistered, stopped and retyped, then everything dies: the new type is there, the instance is not serving.
+    proxy.interrupt_after(&ws, &["apply", "-auto-approve", "-input=false"], "ec2:ModifyInstanceAttribute");
+    let stopped = stack_instances(&ec2, "dify-app").await.remove(0);
+    assert_eq!(stopped.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("stopped"));
+    let plan = ws.ok(&["plan", "-input=false", "-lock=false"]);
+    assert!(plan.stdout.contains("target_group_arns") && plan.stdout.contains("1 to change"), "the plan shows it is not registered:\n{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
+    let now = stack_instances(&ec2, "dify-app").await.remove(0);
+    assert_eq!(now.instance_id(), stopped.instance_id(), "the same instance");
+    assert_eq!(now.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"), "started again");
+    assert_eq!(now.instance_type().map(|t| t.as_str()), Some("t3.large"));
+    let tg = ws.outputs()["stack"]["value"]["target_group_arns"][0].as_str().unwrap().to_string();
+    let health = elb.describe_target_health().target_group_arn(&tg).send().await.unwrap();
+    assert!(health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == now.instance_id()), "registered again");
+    ws.assert_no_changes();
+}
+
+#[tokio::test]
 async fn scaling_one_two_one_needs_shared_services_and_keeps_the_volumes() {
     let moto = Moto::start();
     let (ec2, net, cert) = setup(&moto).await;

@@ -692,6 +692,17 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
                     if spec.wait_for_healthy.unwrap_or(false) {
                         wait_healthy(cancel, aws, &groups_now, std::slice::from_ref(&id), timeout).await?;
                     }
+                } else if let Some(state @ (InstanceStateName::Pending | InstanceStateName::Stopping | InstanceStateName::Stopped)) = i.state().and_then(|s| s.name()) {
+                    // Left stopped (or starting) by a change that was interrupted: stack changes deregister before
+                    // they stop, so start it and register it again.
+                    log::info("starting an instance an interrupted change left stopped", &[("instance_id", id.clone().into()), ("state", state.as_str().into())]);
+                    if *state != InstanceStateName::Pending {
+                        wait_instance(cancel, aws, &id, InstanceStateName::Stopped, timeout).await?;
+                        start(cancel, aws, &id, timeout).await?;
+                    } else {
+                        wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await?;
+                    }
+                    register(aws, &groups_now, &id, spec.app_port).await?;
                 } else {
                     let new_groups: BTreeSet<String> = groups_now.difference(previous_groups).cloned().collect();
                     register(aws, &new_groups, &id, spec.app_port).await?;
