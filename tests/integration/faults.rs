@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::Filter;
 
 use crate::environments::{in_env, prepare, REGION};
 use crate::harness::Moto;
-use crate::proxy::{next_random, AwsProxy, Chaos, Kill, Rule};
+use crate::proxy::{next_random, AwsProxy, Chaos, Kill, KillPoint, Rule};
 
 /// Seeds to run: DIFY_FAULT_SEEDS as a count (`10`: seeds 1 to 10) or a range (`15-15`: seed 15 alone, to replay
 /// a failure), else seeds 1 to `default`.
@@ -107,7 +107,7 @@ async fn final_snapshots(moto: &Moto) -> usize {
 /// the record renamed).
 const UPDATE: &[&str] = &["-var=instance_type=t3.large", "-var=data_volume_size_gb=30", "-var=common_office_ip_list={office_tokyo=[\"203.0.113.10/32\"]}", "-var=domain_name=dify-dev2.example.com"];
 
-/// `terraform -chdir=environments/dev ARGS VARS`, as strings for `interrupt_at_change`.
+/// `terraform -chdir=environments/dev ARGS VARS`, as strings for `AwsProxy::interrupt`.
 fn dev_args(args: &[&str], vars: &[String], update: bool) -> Vec<String> {
     let mut all = vec!["-chdir=environments/dev".to_string()];
     all.extend(args.iter().map(|s| s.to_string()));
@@ -124,7 +124,7 @@ fn dev_args(args: &[&str], vars: &[String], update: bool) -> Vec<String> {
 /// when the run began with none (the rerun then has to adopt what the provider made), and says so.
 fn restore_cut_off_state(ws: &crate::harness::Workspace, at: &str) {
     let path = ws.dir.path().join("environments/dev/terraform.tfstate");
-    let state = std::fs::read_to_string(&path).unwrap_or_default();
+    let Ok(state) = std::fs::read_to_string(&path) else { return };
     if serde_json::from_str::<serde_json::Value>(&state).is_err() {
         let backup = ws.dir.path().join("environments/dev/terraform.tfstate.backup");
         eprintln!("{at}: Terraform was killed while writing its state ({} bytes left); restoring the state the run began with", state.len());
@@ -143,16 +143,19 @@ async fn applies_killed_at_random_points_converge_without_duplicates_or_orphans(
         ("update", &["apply", "-auto-approve", "-input=false"], true),
         ("destroy", &["destroy", "-auto-approve", "-input=false"], true),
     ];
-    // A reference run: how many changing calls each phase makes, and what exists after it.
+    // A reference run: how many changing calls each phase makes, how long it takes, and what exists after it.
     let moto = Moto::start();
     let proxy = AwsProxy::start(&moto.endpoint());
     let (ws, vars) = prepare("dev", "10.13", &moto, &proxy.endpoint()).await;
     let mut changes = Vec::new();
+    let mut took = Vec::new();
     let mut expected = Vec::new();
     for (phase, args, update) in PHASES {
         proxy.clear_calls();
         let args = dev_args(args, &vars, update);
+        let started = std::time::Instant::now();
         ws.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        took.push(started.elapsed());
         changes.push(proxy.calls().iter().filter(|c| !crate::proxy::is_read_only(&c.operation)).count());
         expected.push(inventory(&moto).await);
         assert!(changes.last().unwrap() > &3, "{phase} makes changes");
@@ -166,12 +169,23 @@ async fn applies_killed_at_random_points_converge_without_duplicates_or_orphans(
         let proxy = AwsProxy::start(&moto.endpoint());
         let (ws, vars) = prepare("dev", "10.13", &moto, &proxy.endpoint()).await;
         for (i, (phase, args, update)) in PHASES.into_iter().enumerate() {
-            let nth = 1 + (next_random(&mut rng) as usize) % changes[i];
+            // Half the kills land right after a changing call (the emulator acted, nothing recorded it), half at a
+            // random moment of the run (a wait, a read, Terraform writing state).
+            let point = if next_random(&mut rng) % 2 == 0 {
+                KillPoint::AtChange(1 + (next_random(&mut rng) as usize) % changes[i])
+            } else {
+                KillPoint::After(took[i].mul_f64(0.05 + (next_random(&mut rng) % 750) as f64 / 1000.0))
+            };
             let kill = [Kill::Both, Kill::TerraformAlone, Kill::ProviderAlone][(next_random(&mut rng) % 3) as usize];
-            let at = format!("seed {seed}, {phase} killed ({kill:?}) at changing call {nth} of {}", changes[i]);
+            let at = format!("seed {seed}, {phase} killed ({kill:?}) at {point:?} (of {} changing calls, {:?})", changes[i], took[i]);
             let args = dev_args(args, &vars, update);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            assert!(proxy.interrupt_at_change(&ws, &args, nth, kill), "{at}: the run finished first");
+            let killed = proxy.interrupt(&ws, &args, point, kill);
+            // A timed kill may come after a run faster than the reference; a kill at a changing call always lands.
+            assert!(killed || matches!(point, KillPoint::After(_)), "{at}: the run finished first");
+            if !killed {
+                eprintln!("{at}: the run finished before the kill");
+            }
             restore_cut_off_state(&ws, &at);
             let rerun = ws.run(&args);
             assert_eq!(rerun.code, 0, "{at}: the rerun did not converge:\n{}", rerun.all());

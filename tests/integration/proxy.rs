@@ -52,6 +52,15 @@ pub enum Kill {
     ProviderAlone,
 }
 
+/// When an interrupted run is killed.
+#[derive(Clone, Copy, Debug)]
+pub enum KillPoint {
+    /// Right after the Nth call that changes something reached the emulator, its answer held back.
+    AtChange(usize),
+    /// This long after the run started.
+    After(Duration),
+}
+
 /// What a `NotReadyFor` rule saw: when readiness was shown, and when the provider first asked after that.
 #[derive(Clone, Debug)]
 pub struct Readiness {
@@ -390,52 +399,74 @@ impl AwsProxy {
         self.clear_rules();
     }
 
-    /// Runs `terraform ARGS` in `ws`, holds back the answer to its `nth` changing call (the emulator has acted and
-    /// nothing recorded it), then kills as `kill` says. Returns false when the run made fewer changing calls and
-    /// finished by itself. After `Kill::TerraformAlone` it asserts that the orphaned provider exits by itself.
-    pub fn interrupt_at_change(&self, ws: &crate::harness::Workspace, args: &[&str], nth: usize, kill: Kill) -> bool {
+    /// Runs `terraform ARGS` in `ws` and kills as `kill` says when `at` comes: right after its `nth` changing call
+    /// reached the emulator (the answer held back: the emulator has acted and nothing recorded it), or after a time
+    /// (whatever it is doing then: a wait, a read, writing state). Returns whether it killed: false when the run
+    /// finished first. After
+    /// `Kill::TerraformAlone` it asserts that the orphaned provider exits by itself.
+    pub fn interrupt(&self, ws: &crate::harness::Workspace, args: &[&str], at: KillPoint, kill: Kill) -> bool {
         let changes = |p: &AwsProxy| p.calls().iter().filter(|c| !is_read_only(&c.operation)).count();
         let before = changes(self);
-        self.state.lock().unwrap().hold_change = Some(before + nth);
+        if let KillPoint::AtChange(nth) = at {
+            self.state.lock().unwrap().hold_change = Some(before + nth);
+        }
+        let started = std::time::Instant::now();
         let mut child = ws.spawn(args);
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let deadline = started + Duration::from_secs(120);
         let reached = loop {
-            if changes(self) >= before + nth {
+            let due = match at {
+                KillPoint::AtChange(nth) => changes(self) >= before + nth,
+                KillPoint::After(d) => started.elapsed() >= d,
+            };
+            if due {
                 break true;
             }
             if child.try_wait().unwrap().is_some() {
                 break false;
             }
-            assert!(std::time::Instant::now() < deadline, "terraform {} neither finished nor made {nth} changes", args.join(" "));
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(std::time::Instant::now() < deadline, "terraform {} neither finished nor reached {at:?}", args.join(" "));
+            std::thread::sleep(Duration::from_millis(10));
         };
+        let mut killed = false;
         if reached {
-            let providers = crate::harness::descendants(child.id(), "terraform-provi");
+            let mut providers = crate::harness::descendants(child.id(), "terraform-provi");
+            // Between its plan and apply walks Terraform runs no provider: killing "the provider" waits for the next.
+            while kill == Kill::ProviderAlone && providers.is_empty() && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+                providers = crate::harness::descendants(child.id(), "terraform-provi");
+            }
             match kill {
-                Kill::Both => crate::harness::kill_group(&mut child),
+                Kill::Both => {
+                    crate::harness::kill_group(&mut child);
+                    killed = true;
+                }
                 Kill::TerraformAlone => {
                     crate::harness::kill_pid(child.id());
                     let _ = child.wait();
+                    killed = true;
                     let gone = std::time::Instant::now() + Duration::from_secs(15);
                     while providers.iter().any(|p| crate::harness::is_alive(*p)) {
                         assert!(std::time::Instant::now() < gone, "the provider {providers:?} outlived the Terraform that started it");
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 }
-                Kill::ProviderAlone => {
-                    assert!(!providers.is_empty(), "no provider process under terraform {}", child.id());
+                Kill::ProviderAlone if !providers.is_empty() => {
                     for p in &providers {
                         crate::harness::kill_pid(*p);
                     }
+                    killed = true;
                     let status = crate::harness::wait_with_deadline(&mut child, Duration::from_secs(60));
-                    assert!(!status.success(), "terraform {} succeeded although its provider was killed", args.join(" "));
+                    // With a call in flight Terraform must notice; at a random moment it may need the provider no more.
+                    if matches!(at, KillPoint::AtChange(_)) {
+                        assert!(!status.success(), "terraform {} succeeded although its provider was killed", args.join(" "));
+                    }
                 }
+                Kill::ProviderAlone => {}
             }
-        } else {
-            let _ = child.wait();
         }
+        let _ = child.wait();
         self.state.lock().unwrap().hold_change = None;
-        reached
+        killed
     }
 
     pub fn add_rule(&self, rule: Rule) {
