@@ -120,19 +120,16 @@ fn dev_args(args: &[&str], vars: &[String], update: bool) -> Vec<String> {
 
 /// Terraform's local backend rewrites terraform.tfstate in place (truncate, then write), so killing Terraform in
 /// that instant leaves the file empty or cut off: Terraform's own limit, not the provider's. Recovers as its docs
-/// say, from the backup of the state the run began with (the rerun then reads every object back), or with no state
-/// when the run began with none (the rerun then has to adopt what the provider made), and says so.
+/// say, from the backup of the state the run began with (the rerun then reads every object back), and says so. An
+/// empty file with no backup is not that: the local backend creates the file to lock it before a first run writes
+/// any state, and Terraform reads it as no state (the rerun then has to adopt what the provider made).
 fn restore_cut_off_state(ws: &crate::harness::Workspace, at: &str) {
     let path = ws.dir.path().join("environments/dev/terraform.tfstate");
+    let backup = ws.dir.path().join("environments/dev/terraform.tfstate.backup");
     let Ok(state) = std::fs::read_to_string(&path) else { return };
-    if serde_json::from_str::<serde_json::Value>(&state).is_err() {
-        let backup = ws.dir.path().join("environments/dev/terraform.tfstate.backup");
-        eprintln!("{at}: Terraform was killed while writing its state ({} bytes left); restoring the state the run began with", state.len());
-        if backup.exists() {
-            std::fs::copy(backup, &path).unwrap();
-        } else {
-            std::fs::remove_file(&path).unwrap();
-        }
+    if serde_json::from_str::<serde_json::Value>(&state).is_err() && backup.exists() {
+        eprintln!("{at}: Terraform was killed while writing its state ({} bytes left); restoring terraform.tfstate.backup", state.len());
+        std::fs::copy(backup, &path).unwrap();
     }
 }
 
