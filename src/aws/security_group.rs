@@ -68,8 +68,38 @@ pub async fn apply_ingress(aws: &AwsClients, id: &str, revoke: Vec<IpPermission>
     Ok(())
 }
 
+/// Groups (other than `id`) whose ingress or egress rules name group `id` as their source or destination.
+async fn referenced_by(aws: &AwsClients, id: &str) -> Result<Vec<String>, String> {
+    let by = |filter: &'static str| aws.ec2.describe_security_groups().filters(Filter::builder().name(filter).values(id).build()).send();
+    let (ingress, egress) = tokio::join!(by("ip-permission.group-id"), by("egress.ip-permission.group-id"));
+    let mut found = Vec::new();
+    for out in [ingress, egress] {
+        let out = out.map_err(|e| format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e)))?;
+        for g in out.security_groups() {
+            let label = format!("{} ({})", g.group_id().unwrap_or_default(), g.group_name().unwrap_or_default());
+            if g.group_id() != Some(id) && !found.contains(&label) {
+                found.push(label);
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Deletes group `id`, retrying `DependencyViolation` (network interfaces still being released) within `timeout`.
+/// A group other groups' rules still name is refused at once with their names: AWS would refuse it too, but only
+/// with a DependencyViolation that looks like interfaces being released (and the emulator deletes it anyway).
 pub async fn delete(cancel: &CancellationToken, aws: &AwsClients, id: &str, timeout: Duration) -> Result<(), String> {
+    match referenced_by(aws, id).await {
+        Ok(others) if !others.is_empty() => {
+            return Err(format!(
+                "security group {id} was not deleted: the rules of {} still name it. Remove those rules (or destroy what owns those groups), then destroy again.",
+                others.join(", ")
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.contains("NotFound") => return Ok(()),
+        Err(e) => return Err(e),
+    }
     wait_until(cancel, timeout, || async {
         match aws.ec2.delete_security_group().group_id(id).send().await {
             Ok(_) => Ok(Status::Done(())),

@@ -405,6 +405,38 @@ async fn a_destroy_interrupted_after_the_load_balancer_went_finishes_on_the_next
 }
 
 #[tokio::test]
+async fn a_security_group_other_rules_still_name_is_not_deleted_and_the_destroy_says_which() {
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "shared", "10.72").await;
+    let cert = moto.certificate("shared.example.com");
+    let ws = Workspace::new(&moto, &config(&net, &basic(&cert)));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let alb_sg = ws.outputs()["alb"]["value"]["security_group_id"].as_str().unwrap().to_string();
+    // Another team's group allows traffic from the load balancer's group.
+    let other = ec2.create_security_group().group_name("reporting").description("reporting").vpc_id(&net.vpc_id).send().await.unwrap().group_id.unwrap();
+    let from_alb = aws_sdk_ec2::types::IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(9000)
+        .to_port(9000)
+        .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(&alb_sg).build())
+        .build();
+    ec2.authorize_security_group_ingress().group_id(&other).ip_permissions(from_alb.clone()).send().await.unwrap();
+
+    let out = ws.run(&["destroy", "-auto-approve", "-input=false"]);
+    assert_ne!(out.code, 0);
+    assert!(out.flat().contains(&format!("security group {alb_sg} was not deleted: the rules of {other} (reporting) still name it")), "{}", out.all());
+    assert_eq!(groups_named(&ec2, "dify-dev-alb").await, 1, "the group is still there");
+    assert_eq!(alb_count(&elb).await, 0, "the load balancer before it is gone");
+
+    // Once the other rule is gone, the next destroy finishes what is left.
+    ec2.revoke_security_group_ingress().group_id(&other).ip_permissions(from_alb).send().await.unwrap();
+    ws.ok(&["destroy", "-auto-approve", "-input=false"]);
+    assert_eq!(groups_named(&ec2, "dify-dev-alb").await, 0);
+}
+
+#[tokio::test]
 async fn deleted_target_group_and_security_group_are_planned_and_restored() {
     let moto = Moto::start();
     let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
