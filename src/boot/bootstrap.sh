@@ -99,6 +99,14 @@ fetch_external_passwords() {
   if [ -n "${DIFY_REDIS_PASSWORD_SECRET_ARN:-}" ]; then
     echo "REDIS_PASSWORD=$(aws secretsmanager get-secret-value --secret-id "$DIFY_REDIS_PASSWORD_SECRET_ARN" --query SecretString --output text)" >>"$file"
   fi
+  # dify.secret_env: KEY=ARN lines; each value is read from Secrets Manager.
+  if [ -f "$SETTINGS.secret-env" ]; then
+    local line
+    while IFS= read -r line || [ -n "$line" ]; do
+      case "$line" in '' | '#'*) continue ;; esac
+      echo "${line%%=*}=$(aws secretsmanager get-secret-value --secret-id "${line#*=}" --query SecretString --output text)" >>"$file"
+    done <"$SETTINGS.secret-env"
+  fi
 }
 
 # Sets KEY=value in Dify's .env (replacing the line or appending it), from each KEY=value line of the files given.

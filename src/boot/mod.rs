@@ -52,6 +52,8 @@ pub struct DifyConfig {
     pub upload_limit_mb: Option<i64>,
     pub alb_idle_timeout: Option<i64>,
     pub env: Option<BTreeMap<String, String>>,
+    /// `.env` key → Secrets Manager secret ARN, read by the instance at boot.
+    pub secret_env: Option<BTreeMap<String, String>>,
     pub image_overrides: Option<BTreeMap<String, String>>,
     pub external_database: Option<ExternalDatabase>,
     pub external_redis: Option<ExternalRedis>,
@@ -68,6 +70,7 @@ impl Default for DifyConfig {
             upload_limit_mb: None,
             alb_idle_timeout: None,
             env: None,
+            secret_env: None,
             image_overrides: None,
             external_database: None,
             external_redis: None,
@@ -114,6 +117,21 @@ pub fn managed_keys() -> Vec<&'static str> {
     keys
 }
 
+/// Whether an `.env` key names a secret (SMTP_PASSWORD, S3_SECRET_KEY, SENTRY_DSN, HOSTED_OPENAI_API_KEY,
+/// UPSTASH_VECTOR_TOKEN…) by its words, so `env` refuses it and points at `secret_env`. Settings that merely mention
+/// tokens (ACCESS_TOKEN_EXPIRE_MINUTES) are not secrets.
+pub fn looks_secret(key: &str) -> bool {
+    let words: Vec<&str> = key.split('_').collect();
+    let last = words.last().copied().unwrap_or_default();
+    words.iter().any(|w| matches!(*w, "PASSWORD" | "PASSWD" | "SECRET" | "CREDENTIAL" | "CREDENTIALS" | "DSN"))
+        || matches!(last, "KEY" | "TOKEN")
+        || words.windows(2).any(|w| matches!(w, ["API" | "ACCESS" | "PRIVATE" | "ACCOUNT", "KEY"]))
+}
+
+fn is_env_name(k: &str) -> bool {
+    !k.is_empty() && k.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_') && !k.starts_with(|ch: char| ch.is_ascii_digit())
+}
+
 /// Problems with the settings, each with the attribute (under `dify`) it concerns.
 pub fn check(c: &DifyConfig) -> Vec<(String, String)> {
     let mut problems = Vec::new();
@@ -133,10 +151,27 @@ pub fn check(c: &DifyConfig) -> Vec<(String, String)> {
                 format!("env[\"{k}\"]"),
                 format!("{k} is set by the provider; use the `dify` block's own settings. Keys the provider manages: {}.", managed.join(", ")),
             ));
-        } else if k.is_empty() || !k.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_') || k.starts_with(|ch: char| ch.is_ascii_digit()) {
+        } else if !is_env_name(k) {
             problems.push((format!("env[\"{k}\"]"), format!("{k:?} is not an environment variable name (A-Z, 0-9 and _)")));
+        } else if looks_secret(k) {
+            problems.push((
+                format!("env[\"{k}\"]"),
+                format!("{k} looks like a secret, and `env` values are stored in Terraform state and the instances' user data. Store it in Secrets Manager and give its ARN as secret_env = {{ {k} = \"arn:aws:secretsmanager:…\" }}: the instances read it at boot."),
+            ));
         } else if v.contains('\n') || v.contains('\r') {
             problems.push((format!("env[\"{k}\"]"), "values must be on one line".into()));
+        }
+    }
+    for (k, arn) in c.secret_env.iter().flatten() {
+        let at = format!("secret_env[\"{k}\"]");
+        if managed.contains(&k.as_str()) {
+            problems.push((at, format!("{k} is set by the provider (the instances generate Dify's own secrets); keys the provider manages: {}.", managed.join(", "))));
+        } else if !is_env_name(k) {
+            problems.push((at, format!("{k:?} is not an environment variable name (A-Z, 0-9 and _)")));
+        } else if c.env.as_ref().is_some_and(|e| e.contains_key(k)) {
+            problems.push((at, format!("{k} is also in `env`; give it in one place")));
+        } else if !(arn.starts_with("arn:") && arn.contains(":secretsmanager:")) || arn.contains(char::is_whitespace) {
+            problems.push((at, format!("{arn:?} is not a Secrets Manager secret ARN such as \"arn:aws:secretsmanager:ap-northeast-1:111111111111:secret:dify-smtp\"")));
         }
     }
     for (service, image) in c.image_overrides.iter().flatten() {
@@ -240,12 +275,17 @@ pub fn render(c: &DifyConfig) -> String {
         settings.push_str(&format!("DIFY_REDIS_PASSWORD_SECRET_ARN={}\n", shell_quote(arn)));
     }
     let env: String = compose_env(c).iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    // Only ARNs: the instance reads each value from Secrets Manager at boot.
+    let secret_env: String = c.secret_env.iter().flatten().map(|(k, arn)| format!("{k}={arn}\n")).collect();
     let script = base64::engine::general_purpose::STANDARD.encode(BOOTSTRAP_SCRIPT);
     let mut out = String::from("#cloud-config\n# Rendered by terraform-provider-dify (dify_ec2_stack). Holds no secret.\nwrite_files:\n");
     out.push_str(&format!("  - path: /usr/local/sbin/dify-bootstrap\n    permissions: '0755'\n    encoding: b64\n    content: {script}\n"));
     out.push_str(&format!("  - path: /etc/systemd/system/dify.service\n    permissions: '0644'\n    content: |\n{}", indent(SERVICE_UNIT)));
     out.push_str(&format!("  - path: /etc/dify/dify.env\n    permissions: '0644'\n    content: |\n{}", indent(&settings)));
     out.push_str(&format!("  - path: /etc/dify/dify.env.compose\n    permissions: '0644'\n    content: |\n{}", indent(&env)));
+    if !secret_env.is_empty() {
+        out.push_str(&format!("  - path: /etc/dify/dify.env.secret-env\n    permissions: '0644'\n    content: |\n{}", indent(&secret_env)));
+    }
     if let Some(images) = c.image_overrides.as_ref().filter(|m| !m.is_empty()) {
         let services: String = images.iter().map(|(s, i)| format!("  {s}:\n    image: {i}\n")).collect();
         out.push_str(&format!("  - path: /etc/dify/docker-compose.override.yaml\n    permissions: '0644'\n    content: |\n{}", indent(&format!("services:\n{services}"))));
@@ -267,6 +307,7 @@ mod tests {
             url: Some("https://dify.example.com/".into()),
             upload_limit_mb: Some(200),
             env: Some(BTreeMap::from([("LOG_LEVEL".to_string(), "INFO".to_string())])),
+            secret_env: Some(BTreeMap::from([("SMTP_PASSWORD".to_string(), "arn:aws:secretsmanager:x:1:secret:smtp".to_string())])),
             image_overrides: Some(BTreeMap::from([("sandbox".to_string(), "langgenius/dify-sandbox:0.2.12".to_string())])),
             external_database: Some(ExternalDatabase { host: "db.internal".into(), username: Some("dify".into()), password_secret_arn: Some("arn:aws:secretsmanager:x:1:secret:db".into()), ..Default::default() }),
             ..Default::default()
@@ -313,5 +354,28 @@ mod tests {
         assert!(problems.iter().any(|(at, msg)| at == "env[\"SECRET_KEY\"]" && msg.contains("CONSOLE_WEB_URL")));
         assert!(problems.iter().any(|(at, _)| at == "env[\"bad-key\"]"));
         assert!(problems.iter().any(|(at, _)| at == "version"));
+    }
+
+    #[test]
+    fn secret_looking_env_keys_are_sent_to_secret_env_which_renders_only_arns() {
+        for k in ["SMTP_PASSWORD", "S3_SECRET_KEY", "SENTRY_DSN", "HOSTED_OPENAI_API_KEY", "UPSTASH_VECTOR_TOKEN", "ALIYUN_OSS_ACCESS_KEY", "NOTION_CLIENT_SECRET", "INNER_API_KEY_FOR_PLUGIN"] {
+            assert!(looks_secret(k), "{k}");
+        }
+        for k in ["ACCESS_TOKEN_EXPIRE_MINUTES", "REFRESH_TOKEN_EXPIRE_DAYS", "MAIL_TYPE", "LOG_LEVEL", "KEYWORD_DATA_SOURCE_TYPE", "INDEXING_MAX_SEGMENTATION_TOKENS_LENGTH"] {
+            assert!(!looks_secret(k), "{k}");
+        }
+        let mut c = DifyConfig::default();
+        c.env = Some(BTreeMap::from([("SMTP_PASSWORD".to_string(), "hunter2".to_string())]));
+        let problems = check(&c);
+        assert!(problems.iter().any(|(at, msg)| at == "env[\"SMTP_PASSWORD\"]" && msg.contains("secret_env")), "{problems:?}");
+
+        let arn = "arn:aws:secretsmanager:ap-northeast-1:111111111111:secret:smtp";
+        let c = DifyConfig { secret_env: Some(BTreeMap::from([("SMTP_PASSWORD".to_string(), arn.to_string())])), ..DifyConfig::default() };
+        assert!(check(&c).is_empty(), "{:?}", check(&c));
+        assert!(render(&c).contains(&format!("SMTP_PASSWORD={arn}")), "the ARN travels, read at boot");
+        let bad = DifyConfig { secret_env: Some(BTreeMap::from([("SMTP_PASSWORD".to_string(), "hunter2".to_string()), ("SECRET_KEY".to_string(), arn.to_string())])), ..DifyConfig::default() };
+        let problems = check(&bad);
+        assert!(problems.iter().any(|(at, msg)| at == "secret_env[\"SMTP_PASSWORD\"]" && msg.contains("not a Secrets Manager secret ARN")), "{problems:?}");
+        assert!(problems.iter().any(|(at, _)| at == "secret_env[\"SECRET_KEY\"]"), "{problems:?}");
     }
 }

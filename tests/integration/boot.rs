@@ -59,6 +59,8 @@ impl DiskSandbox {
             ("mount", format!("#!/bin/sh\necho \"mount $*\" >> {c}\n", c = calls.display())),
             ("mountpoint", "#!/bin/sh\nexit 1\n".to_string()),
             ("logger", "#!/bin/sh\ncat >/dev/null\n".to_string()),
+            // aws secretsmanager get-secret-value --secret-id ARN …: answers "value-of-<last part of the ARN>".
+            ("aws", format!("#!/bin/sh\necho \"aws $*\" >> {c}\nwhile [ \"$1\" != --secret-id ]; do shift; done\necho \"value-of-${{2##*:}}\"\n", c = calls.display())),
         ];
         for (name, body) in tools {
             let p = bin.join(name);
@@ -140,6 +142,20 @@ fn a_volume_with_a_filesystem_is_never_formatted_and_nvme_is_found_by_volume_id(
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(s.calls("mkfs.ext4"), 0, "data is never formatted");
     assert!(std::fs::read_to_string(s.path("fstab")).unwrap().contains("UUID=existing-uuid"));
+}
+
+#[test]
+fn secret_env_values_are_read_from_secrets_manager_at_boot_into_a_0600_file() {
+    let s = DiskSandbox::new();
+    s.device("sdf");
+    std::fs::write(s.path("settings.env.secret-env"), "SMTP_PASSWORD=arn:aws:secretsmanager:ap-northeast-1:111111111111:secret:smtp\nS3_SECRET_KEY=arn:aws:secretsmanager:ap-northeast-1:111111111111:secret:s3\n").unwrap();
+    let out = s.run("vol-0abc");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(s.calls("aws secretsmanager get-secret-value"), 2);
+    let external = std::fs::read_to_string(s.path("data/secrets/external.env")).unwrap();
+    assert_eq!(external, "SMTP_PASSWORD=value-of-smtp\nS3_SECRET_KEY=value-of-s3\n");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(s.path("data/secrets/external.env")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]

@@ -105,7 +105,7 @@ async fn no_secret_reaches_state_plans_logs_or_user_data_and_managed_keys_are_re
     let moto = Moto::start();
     let (_, net, cert) = setup(&moto).await;
     let body = format!(
-        "{ONE}\n  dify {{\n    version = \"1.13.3\"\n    external_database {{\n      host = \"db.internal\"\n      password_secret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:db\"\n    }}\n  }}"
+        "{ONE}\n  dify {{\n    version = \"1.13.3\"\n    external_database {{\n      host = \"db.internal\"\n      password_secret_arn = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:db\"\n    }}\n    secret_env = {{ SMTP_PASSWORD = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp\" }}\n  }}"
     );
     let ws = Workspace::new(&moto, &config(&net, &cert, &body)).env("TF_LOG_PROVIDER", "DEBUG");
     ws.init();
@@ -121,6 +121,7 @@ async fn no_secret_reaches_state_plans_logs_or_user_data_and_managed_keys_are_re
     }
     assert!(applied.stderr.contains("AWS call"), "the DEBUG logs were captured");
     assert!(user_data.contains("DIFY_DB_PASSWORD_SECRET_ARN='arn:aws:secretsmanager"), "only the secret's ARN travels");
+    assert!(user_data.contains("SMTP_PASSWORD=arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp"), "secret_env: only ARNs travel");
 
     ws.write("main.tf", &config(&net, &cert, &format!("{ONE}\n  dify {{\n    version = \"1.13.3\"\n    env = {{ SECRET_KEY = \"mine\" }}\n  }}")));
     let out = ws.run(&["validate"]);

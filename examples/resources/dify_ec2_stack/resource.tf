@@ -42,6 +42,9 @@ resource "dify_ec2_stack" "ha" {
     s3_storage {
       bucket = "dify-prd-files"
     }
+    # Secrets for Dify's .env travel as Secrets Manager ARNs; the instances read them at boot.
+    env        = { MAIL_TYPE = "smtp", SMTP_SERVER = "smtp.example.com" }
+    secret_env = { SMTP_PASSWORD = "arn:aws:secretsmanager:ap-northeast-1:111111111111:secret:dify-smtp" }
   }
 }
 
