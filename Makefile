@@ -63,14 +63,13 @@ docs:
 	DIFY_WRITE_DOCS=1 cargo test --locked --lib docs::
 
 # Benchmarks (never timed assertions in tests): each writes its table to target/bench/, and bench/report.py puts the
-# tables into docs/benchmarks.md with the date and machine. The release floor's first build takes about 9 minutes
-# (it rebuilds the dependencies with the examples' features); later runs are incremental.
+# tables into docs/benchmarks.md with the date and machine.
 bench: venv tools
 	rm -rf target/bench && mkdir -p target/bench
 	cargo build --locked --release
-	cargo build --locked --release --example floor_provider
+	cargo build --locked --release --features bench-floor --bin floor_provider
 	bash bench/upload.sh 3 | tee target/bench/upload.md
-	DIFY_SCALE=1,10,50 DIFY_BENCH_BINARY=$(CURDIR)/target/release/terraform-provider-dify DIFY_FLOOR_BINARY=$(CURDIR)/target/release/examples/floor_provider \
+	DIFY_SCALE=1,10,50 DIFY_BENCH_BINARY=$(CURDIR)/target/release/terraform-provider-dify DIFY_FLOOR_BINARY=$(CURDIR)/target/release/floor_provider \
 	  cargo test --locked --test integration bench_calls -- --ignored --nocapture --test-threads=1
 	$(PYTHON) bench/report.py
 

@@ -152,14 +152,14 @@ async fn process_cost() {
 
 /// Terraform's time for the dev environment with this provider (against the emulator) over the same with the floor
 /// provider (same schemas, no AWS): what the provider adds to Terraform's own cost. Set DIFY_FLOOR_BINARY. This
-/// provider is `bench_binary()` (make bench: the release build users run); the floor is a debug build, since a
-/// release build of it would rebuild every dependency with the examples' features (that favours the floor). The proxy measures how long the emulator was answering
-/// (the union of in-flight calls), which is AWS's time, not the provider's: the net ratio takes it out.
+/// provider is `bench_binary()` (make bench: the release build users run); the floor is a release build too. The
+/// proxy measures how long the emulator was answering (the union of in-flight calls), which is AWS's time, not the
+/// provider's: the net ratio takes it out.
 #[tokio::test]
 #[ignore = "benchmark: run by make bench"]
 async fn terraform_overhead_against_a_floor_provider() {
     let Some(floor) = std::env::var_os("DIFY_FLOOR_BINARY") else {
-        println!("DIFY_FLOOR_BINARY is not set: build examples/floor_provider.rs (make bench does)");
+        println!("DIFY_FLOOR_BINARY is not set: build bench/floor_provider.rs (make bench does)");
         return;
     };
     let ours = crate::harness::mirror_of(&bench_binary());

@@ -1,6 +1,7 @@
 //! The benchmark floor: a provider with exactly this provider's schemas that does nothing (no AWS, no waits). Served
-//! under the same address, it lets `bench/overhead.sh` measure what Terraform itself costs for the same graph, so
-//! the provider's own overhead is the ratio of the two. Not shipped; built by `make bench` only.
+//! under the same address, it lets the overhead benchmark (`tests/integration/bench_calls.rs`) measure what Terraform
+//! itself costs for the same graph, so the provider's own overhead is the ratio of the two. Not shipped; built by
+//! `make bench` only (`--features bench-floor`).
 
 use std::any::Any;
 use std::sync::Arc;
