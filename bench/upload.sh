@@ -69,7 +69,9 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 provider_run() {
   rm -f "$WORK/tf/terraform.tfstate" "$WORK/tf.log"
-  (cd "$WORK/tf" && TF_LOG_PROVIDER=INFO TF_LOG_PATH="$WORK/tf.log" "$TERRAFORM" apply -auto-approve -input=false)
+  # A fresh image-hash cache each run: what a first apply of a new image costs.
+  rm -rf "$WORK/cache"
+  (cd "$WORK/tf" && XDG_CACHE_HOME="$WORK/cache" TF_LOG_PROVIDER=INFO TF_LOG_PATH="$WORK/tf.log" "$TERRAFORM" apply -auto-approve -input=false)
   # The upload phase alone: from the provider's "uploading disk image" line to its "image uploaded" line.
   "$VENV/bin/python" - "$WORK/tf.log" >>"$WORK/phases" <<'PY'
 import re, sys

@@ -3,6 +3,7 @@
 pub mod alb;
 pub mod dns_record;
 pub mod ec2_stack;
+mod image_hash;
 pub mod persistent_volume;
 
 use std::collections::BTreeMap;

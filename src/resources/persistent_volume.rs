@@ -104,7 +104,7 @@ impl Resource for PersistentVolume {
                     Attribute::string("source_image")
                         .optional()
                         .requires_replace()
-                        .description("Path to a local raw disk image (e.g. an ext4 image of an existing Docker Compose install's `docker/volumes`) to upload with the EBS direct APIs into a new snapshot the volume is created from. Zero blocks are skipped. A changed file plans a replacement.")
+                        .description("Path to a local raw disk image (e.g. an ext4 image of an existing Docker Compose install's `docker/volumes`) to upload with the EBS direct APIs into a new snapshot the volume is created from. Zero blocks are skipped. A changed file plans a replacement. Its SHA-256 is remembered in `$XDG_CACHE_HOME/terraform-provider-dify` (or `~/.cache`) by the file's path, inode, size and modification time, so a plan and its apply read the image once.")
                         .validate(validate::not_blank()),
                 )
                 .attr(Attribute::string("source_image_sha256").computed().description("SHA-256 of `source_image`, computed at plan."))
@@ -478,8 +478,9 @@ async fn check_availability_zone(aws: &AwsClients, az: &str, diags: &mut Diagnos
     }
 }
 
-/// Hashes `source_image` at plan (reusing the prior hash when size and modification time are unchanged), checks it
-/// fits `size_gb`, and plans a replacement when the file changed.
+/// Hashes `source_image` at plan (reusing the prior hash when size and modification time are unchanged, or one an
+/// earlier provider process remembered: `image_hash`), checks it fits `size_gb`, and plans a replacement when the
+/// file changed.
 async fn plan_source_image(plan: &mut PlanRequest<'_>, diags: &mut Diagnostics) {
     let path = match plan.planned.get("source_image") {
         Value::String(p) => p.clone(),
@@ -512,8 +513,11 @@ async fn plan_source_image(plan: &mut PlanRequest<'_>, diags: &mut Diagnostics) 
         Some(s) => s,
         None => {
             let p = path.clone();
-            match tokio::task::spawn_blocking(move || sha256_file(&p)).await {
-                Ok(Ok(s)) => s,
+            match tokio::task::spawn_blocking(move || super::image_hash::sha256(&p, &meta)).await {
+                Ok(Ok((s, remembered))) => {
+                    log::debug("hashed source_image", &[("path", path.clone().into()), ("remembered", remembered.into())]);
+                    s
+                }
                 Ok(Err(e)) => return diags.push(err_at("source_image", format!("Cannot read {path}"), e)),
                 Err(e) => return diags.push(err_at("source_image", "Hashing the image failed", e.to_string())),
             }
@@ -526,22 +530,6 @@ async fn plan_source_image(plan: &mut PlanRequest<'_>, diags: &mut Diagnostics) 
         }
     }
     plan.planned.set("source_image_sha256", Value::String(sha));
-}
-
-fn sha256_file(path: &str) -> Result<String, String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The idempotency token of a create: everything that defines the volume, so a retried apply of the same plan

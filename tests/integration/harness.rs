@@ -241,6 +241,8 @@ impl Workspace {
             .env("AWS_REGION", REGION)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ENDPOINT_URL", &self.endpoint)
+            // The provider's image-hash cache stays inside the workspace.
+            .env("XDG_CACHE_HOME", self.dir.path().join(".cache"))
             .env("NO_COLOR", "1");
         for (k, v) in &self.extra_env {
             c.env(k, v);

@@ -275,7 +275,7 @@ async fn source_image_round_trips_byte_for_byte_and_a_changed_image_plans_a_repl
     let moto = Moto::start();
     let ec2 = moto.ec2().await;
     let ebs = aws_sdk_ebs::Client::new(&moto.sdk_config().await);
-    let ws = Workspace::new(&moto, "");
+    let ws = Workspace::new(&moto, "").env("TF_LOG_PROVIDER", "DEBUG");
     let image = ext4_image(ws.dir.path(), "dify-volumes.img", "tenant key 1", 48);
     ws.write(
         "main.tf",
@@ -283,7 +283,11 @@ async fn source_image_round_trips_byte_for_byte_and_a_changed_image_plans_a_repl
             + "output \"snapshot\" { value = dify_persistent_volume.data.snapshot_id }\noutput \"sha\" { value = dify_persistent_volume.data.source_image_sha256 }\n"),
     );
     ws.init();
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let applied = ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    // The plan walk's provider reads the image; the apply walk's provider (a new process) reuses its hash.
+    let hashed: Vec<&str> = applied.stderr.lines().filter(|l| l.contains("hashed source_image")).collect();
+    assert_eq!(hashed.len(), 2, "{hashed:?}");
+    assert!(hashed[0].contains("remembered=false") && hashed[1].contains("remembered=true"), "{hashed:?}");
     let out = ws.outputs();
     let snapshot = out["snapshot"]["value"].as_str().unwrap().to_string();
     let bytes = std::fs::read(&image).unwrap();
