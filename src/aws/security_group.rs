@@ -97,7 +97,6 @@ pub async fn delete(cancel: &CancellationToken, aws: &AwsClients, id: &str, time
             ))
         }
         Ok(_) => {}
-        Err(e) if e.contains("NotFound") => return Ok(()),
         Err(e) => return Err(e),
     }
     wait_until(cancel, timeout, || async {

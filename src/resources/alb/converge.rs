@@ -574,6 +574,11 @@ pub struct Remnants {
 }
 
 impl Remnants {
+    /// The target group and security group a `dify_alb` state recorded (whether they still exist or not).
+    pub fn recorded(state: &crate::framework::value::Value) -> Remnants {
+        Remnants { target_group_arn: state.get("target_group_arn").as_str().map(str::to_string), security_group_id: state.get("security_group_id").as_str().map(str::to_string) }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.target_group_arn.is_none() && self.security_group_id.is_none()
     }
@@ -581,19 +586,19 @@ impl Remnants {
 
 /// Which of the recorded target group and security group still exist (one describe each, made only when the load
 /// balancer is gone).
-pub async fn remnants(aws: &AwsClients, target_group_arn: Option<&str>, security_group_id: Option<&str>) -> Result<Remnants, String> {
+pub async fn remnants(aws: &AwsClients, recorded: &Remnants) -> Result<Remnants, String> {
     let mut found = Remnants::default();
-    if let Some(tg) = target_group_arn {
+    if let Some(tg) = &recorded.target_group_arn {
         match aws.elbv2.describe_target_groups().target_group_arns(tg).send().await {
-            Ok(out) if !out.target_groups().is_empty() => found.target_group_arn = Some(tg.to_string()),
+            Ok(out) if !out.target_groups().is_empty() => found.target_group_arn = Some(tg.clone()),
             Ok(_) => {}
             Err(e) if errors::is_not_found(&e) => {}
             Err(e) => return Err(format!("ELBv2 DescribeTargetGroups {tg}: {}", errors::describe(&e))),
         }
     }
-    if let Some(sg) = security_group_id {
+    if let Some(sg) = &recorded.security_group_id {
         match aws.ec2.describe_security_groups().group_ids(sg).send().await {
-            Ok(out) if !out.security_groups().is_empty() => found.security_group_id = Some(sg.to_string()),
+            Ok(out) if !out.security_groups().is_empty() => found.security_group_id = Some(sg.clone()),
             Ok(_) => {}
             Err(e) if errors::is_not_found(&e) => {}
             Err(e) => return Err(format!("EC2 DescribeSecurityGroups {sg}: {}", errors::describe(&e))),

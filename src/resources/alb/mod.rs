@@ -347,8 +347,7 @@ impl Resource for Alb {
             Ok(Some(lb)) => lb,
             // Gone already (an interrupted destroy): finish with what it left.
             Ok(None) => {
-                let rest = Remnants { target_group_arn: prior.get("target_group_arn").as_str().map(str::to_string), security_group_id: prior.get("security_group_id").as_str().map(str::to_string) };
-                if let Err(e) = tear_down_remnants(&ctx.cancel, aws, &rest, timeout).await {
+                if let Err(e) = tear_down_remnants(&ctx.cancel, aws, &Remnants::recorded(prior), timeout).await {
                     diags.error(format!("Error deleting ALB ({name})"), e);
                 }
                 return;
@@ -404,7 +403,7 @@ impl Alb {
     /// The read of a resource whose load balancer is gone: gone too when nothing it owned is left; otherwise kept,
     /// with what is gone empty, so a plan replaces it (`modify_plan`) and a destroy deletes what is left.
     async fn read_remnants(&self, aws: &AwsClients, arn: &str, state: &Value, private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
-        match remnants(aws, state.get("target_group_arn").as_str(), state.get("security_group_id").as_str()).await {
+        match remnants(aws, &Remnants::recorded(state)).await {
             Ok(rest) if rest.is_empty() => None,
             Ok(rest) => {
                 let mut kept = state.clone();
