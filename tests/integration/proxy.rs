@@ -55,6 +55,8 @@ pub enum Kill {
 /// When an interrupted run is killed.
 #[derive(Clone, Copy, Debug)]
 pub enum KillPoint {
+    /// Right after a new call of this operation (`ec2:RunInstances`) reached the emulator, its answer held back.
+    AtCall(&'static str),
     /// Right after the Nth call that changes something reached the emulator, its answer held back.
     AtChange(usize),
     /// This long after the run started.
@@ -385,36 +387,35 @@ impl AwsProxy {
 
     /// Runs `terraform ARGS` in `ws` and kills Terraform and the provider together (SIGKILL to the process group) as
     /// soon as a new `operation` call has reached the emulator, its answer held back: the object exists, and nothing
-    /// recorded it. The rule is cleared afterwards, so the next run goes through.
-    pub fn interrupt_after(&self, ws: &crate::harness::Workspace, args: &[&str], operation: &str) {
-        let before = self.count(operation);
-        self.add_rule(Rule::DelayResponse { operation: operation.into(), delay: Duration::from_secs(120) });
-        let mut child = ws.spawn(args);
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        while self.count(operation) == before {
-            assert!(std::time::Instant::now() < deadline, "{operation} was never called: {:?}", self.counts());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        crate::harness::kill_group(&mut child);
-        self.clear_rules();
+    /// recorded it. The next run goes through.
+    pub fn interrupt_after(&self, ws: &crate::harness::Workspace, args: &[&str], operation: &'static str) {
+        assert!(self.interrupt(ws, args, KillPoint::AtCall(operation), Kill::Both), "{operation} was never called: {:?}", self.counts());
     }
 
-    /// Runs `terraform ARGS` in `ws` and kills as `kill` says when `at` comes: right after its `nth` changing call
-    /// reached the emulator (the answer held back: the emulator has acted and nothing recorded it), or after a time
+    /// Runs `terraform ARGS` in `ws` and kills as `kill` says when `at` comes: right after a new call of an operation,
+    /// or its `nth` changing call, reached the emulator (the answer held back: the emulator has acted and nothing
+    /// recorded it), or after a time
     /// (whatever it is doing then: a wait, a read, writing state). Returns whether it killed: false when the run
     /// finished first. After
     /// `Kill::TerraformAlone` it asserts that the orphaned provider exits by itself.
     pub fn interrupt(&self, ws: &crate::harness::Workspace, args: &[&str], at: KillPoint, kill: Kill) -> bool {
         let changes = |p: &AwsProxy| p.calls().iter().filter(|c| !is_read_only(&c.operation)).count();
         let before = changes(self);
-        if let KillPoint::AtChange(nth) = at {
-            self.state.lock().unwrap().hold_change = Some(before + nth);
+        match at {
+            KillPoint::AtCall(operation) => self.add_rule(Rule::DelayResponse { operation: operation.into(), delay: Duration::from_secs(120) }),
+            KillPoint::AtChange(nth) => self.state.lock().unwrap().hold_change = Some(before + nth),
+            KillPoint::After(_) => {}
         }
+        let operation_before = match at {
+            KillPoint::AtCall(operation) => self.count(operation),
+            _ => 0,
+        };
         let started = std::time::Instant::now();
         let mut child = ws.spawn(args);
         let deadline = started + Duration::from_secs(120);
         let reached = loop {
             let due = match at {
+                KillPoint::AtCall(operation) => self.count(operation) > operation_before,
                 KillPoint::AtChange(nth) => changes(self) >= before + nth,
                 KillPoint::After(d) => started.elapsed() >= d,
             };
@@ -466,6 +467,9 @@ impl AwsProxy {
         }
         let _ = child.wait();
         self.state.lock().unwrap().hold_change = None;
+        if matches!(at, KillPoint::AtCall(_)) {
+            self.clear_rules();
+        }
         killed
     }
 
