@@ -125,15 +125,7 @@ async fn an_alb_made_outside_terraform_is_imported_and_a_matching_config_plans_n
     let net = seed::network(&ec2, "legacy", "10.30").await;
     let cert = moto.certificate("dify.example.org");
     // As an older HCL module made it.
-    let sg = ec2.create_security_group().group_name("legacy-alb-sg").description("alb").vpc_id(&net.vpc_id).send().await.unwrap().group_id.unwrap();
-    for port in [443, 80] {
-        ec2.authorize_security_group_ingress()
-            .group_id(&sg)
-            .ip_permissions(IpPermission::builder().ip_protocol("tcp").from_port(port).to_port(port).ip_ranges(IpRange::builder().cidr_ip("203.0.113.10/32").description("office").build()).build())
-            .send()
-            .await
-            .unwrap();
-    }
+    let sg = seed::legacy_alb_group(&ec2, &net.vpc_id, "legacy-alb-sg").await;
     let lb = elb
         .create_load_balancer()
         .name("legacy-dify")
@@ -247,10 +239,7 @@ async fn drift_of_every_part_is_planned_and_restored() {
 
     // A listener deleted outside Terraform.
     elb.delete_listener().listener_arn(out["https_listener_arn"].as_str().unwrap()).send().await.unwrap();
-    let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("https_listener_arn") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    ws.assert_no_changes();
+    ws.plan_shows_then_apply_restores(&["https_listener_arn", "1 to change"]);
 
     // A security group rule revoked outside Terraform.
     let sg = out["security_group_id"].as_str().unwrap();
@@ -260,10 +249,7 @@ async fn drift_of_every_part_is_planned_and_restored() {
         .send()
         .await
         .unwrap();
-    let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("office_a") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    ws.assert_no_changes();
+    ws.plan_shows_then_apply_restores(&["office_a", "1 to change"]);
 
     // An attribute changed outside Terraform.
     elb.modify_load_balancer_attributes()
@@ -272,18 +258,12 @@ async fn drift_of_every_part_is_planned_and_restored() {
         .send()
         .await
         .unwrap();
-    let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("idle_timeout") && plan.stdout.contains("60 -> 600"), "{}", plan.stdout);
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    ws.assert_no_changes();
+    ws.plan_shows_then_apply_restores(&["idle_timeout", "60 -> 600"]);
 
     // The load balancer itself deleted outside Terraform, its target group and security group left: replaced, the
     // destroy half removing what was left.
     elb.delete_load_balancer().load_balancer_arn(out["arn"].as_str().unwrap()).send().await.unwrap();
-    let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("must be replaced") && plan.stdout.contains("1 to add, 0 to change, 1 to destroy"), "{}", plan.stdout);
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    ws.assert_no_changes();
+    ws.plan_shows_then_apply_restores(&["must be replaced", "1 to add, 0 to change, 1 to destroy"]);
     assert_eq!(alb_count(&elb).await, 1);
     assert_eq!(groups_named(&ec2, "dify-dev-alb").await, 1, "the security group was adopted, not duplicated");
 }
@@ -452,16 +432,10 @@ async fn deleted_target_group_and_security_group_are_planned_and_restored() {
         elb.delete_listener().listener_arn(out[l].as_str().unwrap()).send().await.unwrap();
     }
     elb.delete_target_group().target_group_arn(out["target_group_arn"].as_str().unwrap()).send().await.unwrap();
-    let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("target_group_arn") && plan.stdout.contains("https_listener_arn") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    ws.assert_no_changes();
+    ws.plan_shows_then_apply_restores(&["target_group_arn", "https_listener_arn", "1 to change"]);
 
     ec2.delete_security_group().group_id(out["security_group_id"].as_str().unwrap()).send().await.unwrap();
-    let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("security_group_id") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    ws.assert_no_changes();
+    ws.plan_shows_then_apply_restores(&["security_group_id", "1 to change"]);
     let now = ws.outputs()["alb"]["value"].clone();
     let lb = elb.describe_load_balancers().load_balancer_arns(now["arn"].as_str().unwrap()).send().await.unwrap().load_balancers()[0].clone();
     assert!(lb.security_groups().iter().any(|g| Some(g.as_str()) == now["security_group_id"].as_str()), "the load balancer uses the recreated group");

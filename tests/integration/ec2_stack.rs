@@ -276,10 +276,7 @@ async fn a_terminated_instance_is_planned_back_and_bad_placements_are_refused() 
         .send()
         .await
         .unwrap();
-    let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("+ alb_security_group_id") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    ws.assert_no_changes();
+    ws.plan_shows_then_apply_restores(&["+ alb_security_group_id", "1 to change"]);
 
     // The instance deregistered from its target group outside Terraform: the plan names the group, apply registers
     // the instance again.
@@ -327,16 +324,10 @@ async fn deleted_launch_template_and_security_group_are_planned_and_restored() {
     let instance = out["instance_ids"][0].as_str().unwrap().to_string();
 
     ec2.delete_launch_template().launch_template_id(out["launch_template_id"].as_str().unwrap()).send().await.unwrap();
-    let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("launch_template_id") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    ws.assert_no_changes();
+    ws.plan_shows_then_apply_restores(&["launch_template_id", "1 to change"]);
 
     ec2.delete_security_group().group_id(out["security_group_id"].as_str().unwrap()).send().await.unwrap();
-    let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("security_group_id") && plan.stdout.contains("1 to change"), "{}", plan.stdout);
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    ws.assert_no_changes();
+    ws.plan_shows_then_apply_restores(&["security_group_id", "1 to change"]);
     let now = ws.outputs()["stack"]["value"].clone();
     assert_eq!(now["instance_ids"][0].as_str(), Some(instance.as_str()), "the instance stays");
     let sg = now["security_group_id"].as_str().unwrap();

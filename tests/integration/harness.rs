@@ -291,6 +291,16 @@ impl Workspace {
         serde_json::from_str(&out.stdout).expect("output -json")
     }
 
+    /// After a change made outside Terraform: the plan shows every one of `needles`; apply restores it, after which the
+    /// plan is empty.
+    pub fn plan_shows_then_apply_restores(&self, needles: &[&str]) {
+        let plan = self.ok(&["plan", "-input=false"]);
+        let missing: Vec<&&str> = needles.iter().filter(|n| !plan.stdout.contains(**n)).collect();
+        assert!(missing.is_empty(), "the plan does not show {missing:?}:\n{}", plan.stdout);
+        self.ok(&["apply", "-auto-approve", "-input=false"]);
+        self.assert_no_changes();
+    }
+
     /// Asserts that a plan shows no changes (`plan -detailed-exitcode` exits 0).
     pub fn assert_no_changes(&self) {
         let out = self.run(&["plan", "-detailed-exitcode", "-input=false"]);

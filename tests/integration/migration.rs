@@ -1,7 +1,7 @@
 //! The migration guide's steps on infrastructure built with the AWS SDK as the seed HCL module builds it: the plan
 //! imports everything and creates or destroys nothing.
 
-use aws_sdk_ec2::types::{IpPermission, IpRange, Placement, UserIdGroupPair};
+use aws_sdk_ec2::types::{IpPermission, Placement, UserIdGroupPair};
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, Certificate, ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum, TargetDescription};
 use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
 
@@ -16,15 +16,7 @@ async fn the_module_s_objects_are_adopted_without_create_or_destroy() {
     let cert = moto.certificate("dify.example.com");
 
     // As the module made them.
-    let alb_sg = ec2.create_security_group().group_name("dify-prd-alb-sg").description("alb").vpc_id(&net.vpc_id).send().await.unwrap().group_id.unwrap();
-    for port in [443, 80] {
-        ec2.authorize_security_group_ingress()
-            .group_id(&alb_sg)
-            .ip_permissions(IpPermission::builder().ip_protocol("tcp").from_port(port).to_port(port).ip_ranges(IpRange::builder().cidr_ip("203.0.113.10/32").description("office").build()).build())
-            .send()
-            .await
-            .unwrap();
-    }
+    let alb_sg = seed::legacy_alb_group(&ec2, &net.vpc_id, "dify-prd-alb-sg").await;
     let app_sg = ec2.create_security_group().group_name("dify-prd-app-sg").description("app").vpc_id(&net.vpc_id).send().await.unwrap().group_id.unwrap();
     ec2.authorize_security_group_ingress()
         .group_id(&app_sg)

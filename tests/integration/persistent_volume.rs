@@ -182,10 +182,7 @@ async fn a_volume_deleted_outside_terraform_is_planned_again() {
     // Tag drift is named and restored.
     let id = ws.outputs()["id"]["value"].as_str().unwrap().to_string();
     ec2.create_tags().resources(&id).tags(aws_sdk_ec2::types::Tag::builder().key("Environment").value("tampered").build()).send().await.unwrap();
-    let plan = ws.ok(&["plan", "-input=false"]);
-    assert!(plan.stdout.contains("\"tampered\" -> \"dev\""), "{}", plan.stdout);
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    ws.assert_no_changes();
+    ws.plan_shows_then_apply_restores(&["\"tampered\" -> \"dev\""]);
 }
 
 #[tokio::test]

@@ -59,3 +59,18 @@ pub async fn network_named(ec2: &aws_sdk_ec2::Client, vpc_name: &str, name: &str
     }
     SeededNetwork { vpc_id, vpc_cidr, public, private }
 }
+
+/// A load balancer's security group as an older HCL module made it: HTTPS and HTTP from the office, labelled.
+pub async fn legacy_alb_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str, name: &str) -> String {
+    use aws_sdk_ec2::types::{IpPermission, IpRange};
+    let sg = ec2.create_security_group().group_name(name).description("alb").vpc_id(vpc_id).send().await.unwrap().group_id.unwrap();
+    for port in [443, 80] {
+        ec2.authorize_security_group_ingress()
+            .group_id(&sg)
+            .ip_permissions(IpPermission::builder().ip_protocol("tcp").from_port(port).to_port(port).ip_ranges(IpRange::builder().cidr_ip("203.0.113.10/32").description("office").build()).build())
+            .send()
+            .await
+            .unwrap();
+    }
+    sg
+}
