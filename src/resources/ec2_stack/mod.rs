@@ -42,8 +42,10 @@ fn dify_block() -> NestedBlock {
                 .attr(Attribute::number("port").optional().description("Port."))
                 .attr(Attribute::string("username").optional().description("User name (databases)."))
                 .attr(Attribute::string("database").optional().description("Database name (databases)."))
-                .attr(Attribute::string("password_secret_arn").optional().description("Secrets Manager secret holding the password, read at boot by the instance profile: no password passes through Terraform.").validate(validate::prefixed("arn:")))
-                .attr(Attribute::bool("tls").optional().description("Use TLS (Redis).")),
+                .attr(Attribute::string("plugin_database").optional().description("The plugin daemon's database on the same server (Dify's `DB_PLUGIN_DATABASE`; databases; default `dify_plugin`). It must exist, or the user must be allowed to create it."))
+                .attr(Attribute::string("password_secret_arn").optional().description("Secrets Manager secret holding the password, read at boot by the instance profile: no password passes through Terraform. Without it the service is used without a password. A failed read stops the boot.").validate(validate::prefixed("arn:")))
+                .attr(Attribute::string("password_secret_key").optional().description("When the secret is a JSON object (as RDS-managed secrets are: `{\"username\": …, \"password\": …}`), the key holding the password, such as `password`."))
+                .attr(Attribute::bool("tls").optional().description("Use TLS (Redis): `rediss://` for the Celery broker too.")),
         )
     };
     NestedBlock::single(
@@ -71,11 +73,11 @@ fn dify_block() -> NestedBlock {
     )
 }
 
-/// `dify.<attr>` or `dify.env["KEY"]` as an attribute path.
+/// `dify.<attr>`, `dify.<block>.<attr>` or `dify.env["KEY"]` as an attribute path.
 fn dify_path(attr: &str) -> AttrPath {
     match attr.split_once("[\"") {
         Some((map, key)) => AttrPath::root("dify").attr(map).key(key.trim_end_matches("\"]")),
-        None => AttrPath::root("dify").attr(attr),
+        None => attr.split('.').fold(AttrPath::root("dify"), |path, step| path.attr(step)),
     }
 }
 
@@ -217,16 +219,16 @@ impl Resource for Ec2Stack {
         let count = plan.planned.get("instance_count").as_i64();
         let configured = plan.planned.clone();
         let changed = |a: &str| prior.get(a) != configured.get(a);
-        match planned_boot(&configured) {
-            Some(c) => {
+        match (planned_boot(&configured), configured.get("app_port").as_i64()) {
+            (Some(c), Some(app_port)) => {
                 if c.url.as_deref().is_some_and(|u| u.starts_with("http://")) {
                     diags.push(Diagnostic::warning("Dify's URL is plain http://", "Dify's login cookies are then not Secure; serve Dify over https:// (a certificate on the dify_alb).").at(AttrPath::root("dify").attr("url")));
                 }
-                let rendered = boot::render(&c);
+                let rendered = boot::render(&c, app_port);
                 plan.planned.set("user_data_sha256", Value::String(boot::sha256_hex(&rendered)));
                 plan.planned.set("rendered_user_data", Value::String(rendered));
             }
-            None => {
+            _ => {
                 plan.planned.set("user_data_sha256", Value::unknown());
                 plan.planned.set("rendered_user_data", Value::unknown());
             }
@@ -416,7 +418,7 @@ impl Resource for Ec2Stack {
             .unwrap_or(Value::Null);
         let key = template.as_ref().and_then(|t| t.key.clone()).or_else(|| first.and_then(|i| i.key_name()).map(str::to_string)).map(Value::String).unwrap_or(Value::Null);
         let root_size = template.as_ref().map(|t| t.root_size).filter(|s| *s > 0).unwrap_or(30);
-        let user_data = template.as_ref().and_then(|t| t.user_data.clone()).unwrap_or_else(|| boot::render(&boot::DifyConfig::default()));
+        let user_data = template.as_ref().and_then(|t| t.user_data.clone()).unwrap_or_else(|| boot::render(&boot::DifyConfig::default(), 80));
         if let Some(recorded) = o.launch_template_tags.get(SUBNETS_TAG) {
             subnets = recorded.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
         }

@@ -69,7 +69,7 @@ impl Spec {
     }
     /// The user data every instance boots with.
     pub fn user_data(&self) -> String {
-        boot::render(&self.dify.clone().unwrap_or_default())
+        boot::render(&self.dify.clone().unwrap_or_default(), self.app_port)
     }
     pub fn target_groups(&self) -> BTreeSet<String> {
         self.target_group_arns.clone().unwrap_or_default()

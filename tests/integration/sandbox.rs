@@ -1,0 +1,166 @@
+//! A sandbox that runs the real `dify-bootstrap` from rendered user data: the user data's `write_files` laid out
+//! under a root as cloud-init writes them, stand-in devices and disk tools, and stand-ins for the outside world
+//! (`docker`, `git`, `aws`, `dnf`, `systemctl`) that record their calls. `git clone` copies a model of Dify's release
+//! from `tests/contract/`; `aws secretsmanager` answers from files the test writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::harness::{root, venv};
+
+pub struct BootSandbox {
+    pub dir: tempfile::TempDir,
+}
+
+/// Stand-ins, each appending `name args` to `$SANDBOX/calls`. A device "has a filesystem" when `DEVICE.fs` exists.
+const STAND_INS: &[(&str, &str)] = &[
+    ("blkid", "for a in \"$@\"; do d=\"$a\"; done\n[ -f \"$d.fs\" ] || exit 2\ncase \"$*\" in *UUID*) cat \"$d.fs\";; esac\n"),
+    ("mkfs.ext4", "for a in \"$@\"; do d=\"$a\"; done\necho uuid-$$ > \"$d.fs\"\n"),
+    ("mount", ""),
+    ("mountpoint", "exit 1\n"),
+    ("logger", "cat >/dev/null\n"),
+    ("systemctl", ""),
+    ("dnf", "echo 'dnf: no package repositories in the sandbox' >&2; exit 1\n"),
+    ("apt-get", "echo 'apt-get: no package repositories in the sandbox' >&2; exit 1\n"),
+    ("curl", "echo 'curl: no network in the sandbox' >&2; exit 7\n"),
+    // docker compose version / up: recorded; `up` also records the project directory it ran in.
+    ("docker", "case \"$1 $2\" in 'compose version') echo 'Docker Compose version v2.40.3';; 'compose up') pwd >> \"$SANDBOX/compose-up-dirs\";; esac\n"),
+    // git clone … --branch VERSION URL DIR: the release model for VERSION, or the error git gives for a missing tag.
+    (
+        "git",
+        "branch=''; prev=''; for a in \"$@\"; do [ \"$prev\" = --branch ] && branch=\"$a\"; prev=\"$a\"; dest=\"$a\"; done\n[ -d \"$SANDBOX/upstream/$branch\" ] || { echo \"fatal: Remote branch $branch not found in upstream origin\" >&2; exit 128; }\nmkdir -p \"$dest\" && cp -R \"$SANDBOX/upstream/$branch/.\" \"$dest/\"\n",
+    ),
+    // aws secretsmanager get-secret-value --secret-id ARN --query SecretString --output text: the file named after
+    // the ARN's last part, printed as the CLI prints text output (a newline after the value); missing = an error.
+    (
+        "aws",
+        "while [ \"$1\" != --secret-id ]; do shift; done\nf=\"$SANDBOX/secrets-manager/${2##*:}\"\n[ -f \"$f\" ] || { echo \"An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation: Secrets Manager can't find the specified secret.\" >&2; exit 254; }\ncat \"$f\"; echo\n",
+    ),
+];
+
+impl BootSandbox {
+    /// A sandbox holding `user_data`'s files under `root/`, with the release models of `tests/contract/` as the
+    /// upstream `git clone` reads, and no disk (`device` adds them).
+    pub fn new(user_data: &str) -> BootSandbox {
+        let sandbox = BootSandbox::bare();
+        sandbox.write_user_data(user_data);
+        sandbox
+    }
+
+    fn bare() -> BootSandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        for sub in ["bin", "dev/disk/by-id", "root", "upstream", "secrets-manager"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        for (name, body) in STAND_INS {
+            let p = bin.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\necho \"{name} $*\" >> \"$SANDBOX/calls\"\n{body}")).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        for release in std::fs::read_dir(root().join("tests/contract")).unwrap().flatten() {
+            let name = release.file_name().to_string_lossy().to_string();
+            if let Some(version) = name.strip_prefix("dify-") {
+                copy_dir(&release.path(), &dir.path().join("upstream").join(version));
+            }
+        }
+        std::fs::write(dir.path().join("fstab"), "").unwrap();
+        BootSandbox { dir }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Lays out the user data's `write_files` under `root/` as cloud-init does (base64 decoded, with their modes).
+    pub fn write_user_data(&self, user_data: &str) {
+        let file = self.path("user-data.yaml");
+        std::fs::write(&file, user_data).unwrap();
+        let script = "import base64, os, sys, yaml\n\
+            doc = yaml.safe_load(open(sys.argv[1]))\n\
+            for f in doc['write_files']:\n\
+            \x20   path = sys.argv[2] + f['path']\n\
+            \x20   os.makedirs(os.path.dirname(path), exist_ok=True)\n\
+            \x20   data = base64.b64decode(f['content']) if f.get('encoding') == 'b64' else f['content'].encode()\n\
+            \x20   open(path, 'wb').write(data)\n\
+            \x20   os.chmod(path, int(f.get('permissions', '0644'), 8))\n";
+        let out = Command::new(venv().join("bin/python")).args(["-c", script]).arg(&file).arg(self.path("root")).output().unwrap();
+        assert!(out.status.success(), "write_files: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A stand-in block device (a regular file) under the sandbox's /dev.
+    pub fn device(&self, name: &str) -> PathBuf {
+        let p = self.path(&format!("dev/{name}"));
+        std::fs::write(&p, "").unwrap();
+        p
+    }
+
+    /// Puts a secret into the stand-in Secrets Manager, under the last part of its ARN.
+    pub fn secret(&self, name: &str, value: &str) {
+        std::fs::write(self.path("secrets-manager").join(name), value).unwrap();
+    }
+
+    /// A release model for `version` as the upstream `git clone` finds it.
+    pub fn upstream(&self, version: &str) -> PathBuf {
+        self.path("upstream").join(version)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.path("root/opt/dify-data")
+    }
+
+    /// Runs the bootstrap the user data installed (as dify.service does) with data volume `volume`.
+    pub fn boot(&self, volume: &str) -> Output {
+        self.run(volume, false)
+    }
+
+    /// Runs the bootstrap up to Docker: the disk, the secrets and the values for Dify's `.env`.
+    pub fn boot_without_compose(&self, volume: &str) -> Output {
+        self.run(volume, true)
+    }
+
+    fn run(&self, volume: &str, skip_compose: bool) -> Output {
+        let mut cmd = Command::new("bash");
+        cmd.arg(self.path("root/usr/local/sbin/dify-bootstrap"))
+            .env("PATH", format!("{}:{}", self.path("bin").display(), std::env::var("PATH").unwrap_or_default()))
+            .env("SANDBOX", self.dir.path())
+            .env("DIFY_SETTINGS", self.path("root/etc/dify/dify.env"))
+            .env("DIFY_DATA_DIR", self.data_dir())
+            .env("DIFY_RELEASES", self.path("root/opt/dify"))
+            .env("DIFY_DATA_VOLUME_ID", volume)
+            .env("DIFY_DEV_ROOT", self.dir.path())
+            .env("DIFY_FSTAB", self.path("fstab"))
+            .env("DIFY_LOG", self.path("bootstrap.log"))
+            .env("DIFY_CONSOLE", "/dev/null")
+            .env("DIFY_DEVICE_WAIT_SECONDS", "2");
+        if skip_compose {
+            cmd.env("DIFY_SKIP_COMPOSE", "1");
+        }
+        cmd.output().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("bootstrap.log")).unwrap_or_default()
+    }
+
+    pub fn calls(&self, tool: &str) -> usize {
+        std::fs::read_to_string(self.path("calls")).unwrap_or_default().lines().filter(|l| l.starts_with(tool)).count()
+    }
+
+    /// The project directories `docker compose up` ran in, in order.
+    pub fn compose_up_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_to_string(self.path("compose-up-dirs")).unwrap_or_default().lines().map(PathBuf::from).collect()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
