@@ -17,6 +17,19 @@ pub const OWNER_ALB: &str = "dify:alb";
 /// On a final snapshot: the volume it was taken of.
 pub const FINAL_SNAPSHOT_OF: &str = "dify:final-snapshot-of";
 
+/// Why an instance tag key cannot be carried in instance metadata (which the stack's instances need, to find their
+/// data volume), or `None`. EC2 then refuses the launch: keys may hold only letters, digits and `+ - = . , _ : @`,
+/// and may not be `.`, `..` or `_index`.
+pub fn metadata_key_problem(key: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "+-=.,_:@".contains(c);
+    if key.is_empty() || matches!(key, "." | ".." | "_index") {
+        return Some(format!("{key:?} is a tag key instance metadata cannot carry"));
+    }
+    key.chars().find(|c| !allowed(*c)).map(|c| {
+        format!("{key:?} holds {c:?}: instance tags are exposed to instance metadata (the instances read their data volume's id there), which takes tag keys of letters, digits and + - = . , _ : @ only, so EC2 would refuse the launch. Rename the key (for example {:?})", key.replace(|c: char| !allowed(c), "-"))
+    })
+}
+
 pub fn to_ec2(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }

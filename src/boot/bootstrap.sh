@@ -33,8 +33,21 @@ imds_tag() {
 }
 
 find_device() {
-  # Nitro instances (t3, m6i...) expose EBS as NVMe; the serial is the volume id without its dash.
-  local serial="${1/-/}" candidate
+  # Nitro instances (t3, m6i...) expose EBS as NVMe, each controller's serial being the volume id without its dash:
+  # found by serial, which every distribution has (the by-id name and /dev/sdf links are not everywhere).
+  local serial="${1/-/}" candidate ctrl
+  for ctrl in "$DEV_ROOT"/sys/class/nvme/*; do
+    [ -r "$ctrl/serial" ] || continue
+    if [ "$(tr -d '[:space:]' <"$ctrl/serial")" = "$serial" ]; then
+      candidate="$DEV_ROOT/dev/$(basename "$ctrl")n1"
+      if [ -b "$candidate" ] || { [ -n "$DEV_ROOT" ] && [ -e "$candidate" ]; }; then
+        readlink -f "$candidate"
+        return 0
+      fi
+    fi
+  done
+  # Older Xen instances (t2, m4) name the attachment itself: /dev/sdf as the provider attaches it, or /dev/xvdf as
+  # the HCL module did.
   for candidate in "$DEV_ROOT/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${serial}" "$DEV_ROOT/dev/sdf" "$DEV_ROOT/dev/xvdf"; do
     if [ -b "$candidate" ] || { [ -n "$DEV_ROOT" ] && [ -e "$candidate" ]; }; then
       readlink -f "$candidate"
@@ -44,24 +57,103 @@ find_device() {
   return 1
 }
 
+# Whether a directory not mounted from the data volume already holds anything (data on the root disk).
+holds_data() {
+  [ -d "$1" ] && [ -n "$(ls -A "$1" 2>/dev/null)" ]
+}
+
+# Stops whatever Docker started from restart policies before this script ran, so no database writes while its files
+# move. (With the data volume in fstab, docker.service waits for the mount; without it, it does not.)
+stop_docker() {
+  if command -v systemctl >/dev/null && systemctl is-active --quiet docker 2>/dev/null; then
+    echo "dify-bootstrap: stopping Docker while Dify's data moves"
+    systemctl stop docker docker.socket || fail "stopping Docker before moving Dify's data"
+  fi
+}
+
 mount_data_volume() {
-  local volume_id="$1" device="" uuid _
+  local volume_id="$1" device="" uuid fstype probe=0 on_root_disk="" staging _
   for _ in $(seq 1 "$DEVICE_WAIT_SECONDS"); do
     device="$(find_device "$volume_id" || true)"
     [ -n "$device" ] && break
     sleep 1
   done
   [ -n "$device" ] || fail "data volume $volume_id did not appear within ${DEVICE_WAIT_SECONDS}s"
-  # Format only a device with no filesystem and no partition table: never one that holds data.
-  if ! blkid -p "$device" >/dev/null 2>&1; then
-    echo "dify-bootstrap: $device ($volume_id) is blank; creating a filesystem"
-    mkfs.ext4 -q -L dify-data "$device"
-  fi
-  uuid="$(blkid -s UUID -o value "$device")" || fail "no filesystem UUID on $device"
-  [ -n "$uuid" ] || fail "no filesystem UUID on $device"
   mkdir -p "$DATA_DIR"
-  grep -q "UUID=$uuid" "$FSTAB" || echo "UUID=$uuid $DATA_DIR ext4 defaults,nofail 0 2" >>"$FSTAB"
+  if ! mountpoint -q "$DATA_DIR" && holds_data "$DATA_DIR"; then
+    on_root_disk=1
+  fi
+  # Format only when blkid says "nothing found" (exit 2). Any other failure (4: usage or I/O error, 8: ambiguous
+  # signatures) may be a disk that holds data: stop, loudly, with nothing started.
+  blkid -p "$device" >/dev/null 2>&1 || probe=$?
+  case "$probe" in
+    0)
+      [ -z "$on_root_disk" ] ||
+        fail "$DATA_DIR on the root disk holds Dify data and data volume $volume_id ($device) holds a filesystem: mounting it would hide one of them. Move or remove one (the root-disk copy is in $DATA_DIR), then restart dify.service"
+      ;;
+    2)
+      echo "dify-bootstrap: $device ($volume_id) is blank; creating a filesystem"
+      mkfs.ext4 -q -L dify-data "$device" || fail "creating a filesystem on $device"
+      if [ -n "$on_root_disk" ]; then
+        # A data volume added to a stack that ran without one: its data moves onto the volume, and the root-disk
+        # copy is kept beside it, renamed, never hidden under the mount.
+        stop_docker
+        staging="$(mktemp -d)"
+        mount "$device" "$staging" || fail "mounting $device to move the root disk's data onto it"
+        cp -a "$DATA_DIR/." "$staging/" || fail "copying $DATA_DIR onto $device"
+        sync
+        umount "$staging" || fail "unmounting $staging"
+        rmdir "$staging"
+        mv "$DATA_DIR" "$DATA_DIR.root-disk-$(date +%Y%m%d%H%M%S)"
+        mkdir -p "$DATA_DIR"
+        echo "dify-bootstrap: moved the data on the root disk onto $volume_id; the root-disk copy is kept as $DATA_DIR.root-disk-*"
+      fi
+      ;;
+    *) fail "blkid could not probe $device ($volume_id), exit $probe (an error, or more than one signature); not formatting it. Inspect it with 'blkid -p $device' and 'wipefs --no-act $device'" ;;
+  esac
+  uuid="$(blkid -s UUID -o value "$device")" || fail "no filesystem UUID on $device"
+  [ -n "$uuid" ] || fail "no filesystem UUID on $device (a partition table? the data volume must hold one filesystem)"
+  fstype="$(blkid -s TYPE -o value "$device")" || fail "no filesystem type on $device"
+  grep -q "UUID=$uuid" "$FSTAB" || echo "UUID=$uuid $DATA_DIR $fstype defaults,nofail 0 2" >>"$FSTAB"
+  if command -v systemctl >/dev/null; then systemctl daemon-reload || true; fi
   mountpoint -q "$DATA_DIR" || mount "$DATA_DIR" || fail "mounting $device at $DATA_DIR"
+  # A volume grown with size_gb: the filesystem follows, online.
+  case "$fstype" in
+    ext4 | ext3 | ext2) resize2fs "$device" >/dev/null 2>&1 || echo "dify-bootstrap: resize2fs $device failed; the filesystem keeps its size" ;;
+    xfs) xfs_growfs "$DATA_DIR" >/dev/null 2>&1 || echo "dify-bootstrap: xfs_growfs $DATA_DIR failed; the filesystem keeps its size" ;;
+  esac
+}
+
+# Moves an existing install's data into the layout this script uses ($DATA_DIR/volumes/<what Dify's compose file
+# names>), once, by atomic renames on the same filesystem: a Compose install's docker/volumes copied to the
+# filesystem's root (db/, app/, redis/...), or the HCL module's postgres/, redis/ and weaviate/.
+adopt_layout() {
+  local entry partial="$DATA_DIR/volumes.adopting"
+  [ -d "$DATA_DIR/volumes" ] && return 0
+  if [ -d "$partial" ] || [ -d "$DATA_DIR/db" ] || [ -d "$DATA_DIR/app" ]; then
+    echo "dify-bootstrap: $DATA_DIR holds a Compose install's docker/volumes at its root; moving it under $DATA_DIR/volumes"
+    mkdir -p "$partial"
+    for entry in "$DATA_DIR"/* "$DATA_DIR"/.[!.]*; do
+      [ -e "$entry" ] || continue
+      case "$(basename "$entry")" in lost+found | secrets | volumes.adopting) continue ;; esac
+      mv "$entry" "$partial/"
+    done
+    mv "$partial" "$DATA_DIR/volumes"
+  elif [ -d "$DATA_DIR/postgres" ] || [ -d "$DATA_DIR/redis" ] || [ -d "$DATA_DIR/weaviate" ]; then
+    echo "dify-bootstrap: $DATA_DIR holds the HCL module's layout (postgres/, redis/, weaviate/); moving it under $DATA_DIR/volumes"
+    mkdir -p "$partial/db/data" "$partial/redis"
+    if [ -d "$DATA_DIR/postgres" ]; then
+      # Dify's PostgreSQL keeps PGDATA in db/data/pgdata.
+      if [ -f "$DATA_DIR/postgres/PG_VERSION" ]; then
+        mv "$DATA_DIR/postgres" "$partial/db/data/pgdata"
+      else
+        rmdir "$partial/db/data" && mv "$DATA_DIR/postgres" "$partial/db/data"
+      fi
+    fi
+    if [ -d "$DATA_DIR/redis" ]; then mv "$DATA_DIR/redis" "$partial/redis/data"; fi
+    if [ -d "$DATA_DIR/weaviate" ]; then mv "$DATA_DIR/weaviate" "$partial/weaviate"; fi
+    mv "$partial" "$DATA_DIR/volumes"
+  fi
 }
 
 # Secrets: made once with the kernel's random source, mode 0600 on the data volume, reused by every boot and every
@@ -72,6 +164,18 @@ random_secret() {
   head -c 64 /dev/urandom | base64 | tr -d '/+=\n' | cut -c "1-$length"
 }
 
+# A secret carried over from an earlier install (secrets/import.env, written by the migration guides from the old
+# .env), with the quotes a .env may put around it taken off.
+imported_secret() {
+  local line value
+  [ -f "$DATA_DIR/secrets/import.env" ] || return 1
+  line="$(grep "^$1=" "$DATA_DIR/secrets/import.env" | tail -n 1)" || return 1
+  value="${line#*=}"
+  case "$value" in \"*\" | \'*\') value="${value:1:${#value}-2}" ;; esac
+  [ -n "$value" ] || return 1
+  printf '%s' "$value"
+}
+
 make_secrets() {
   local file="$DATA_DIR/secrets/dify-secrets.env" name value
   mkdir -p "$DATA_DIR/secrets"
@@ -80,6 +184,12 @@ make_secrets() {
   chmod 0600 "$file"
   for name in ${DIFY_GENERATED_SECRETS:-}; do
     grep -q "^$name=" "$file" && continue
+    # The database keeps the password it was created with: an imported install's must be reused, not replaced.
+    if value="$(imported_secret "$name")"; then
+      echo "dify-bootstrap: $name carried over from secrets/import.env"
+      echo "$name=$value" >>"$file"
+      continue
+    fi
     case "$name" in
       # Dify refuses an INIT_PASSWORD longer than 30 characters.
       INIT_PASSWORD) value="$(random_secret 24)" ;;
@@ -199,13 +309,32 @@ write_env() {
   mv "$target.new" "$target"
 }
 
+# Docker, Compose v2 and git, from the distribution's packages (dnf on Amazon Linux, apt on Debian and Ubuntu) when
+# the image lacks them; the Compose plugin from its release when no package has it.
+install_packages() {
+  if command -v dnf >/dev/null; then
+    dnf install -y -q "$@"
+  elif command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+  else
+    fail "no dnf or apt-get to install $* with: use an image that has them (ami_id)"
+  fi
+}
+
 install_docker() {
-  command -v docker >/dev/null || dnf install -y -q docker git
+  if ! command -v docker >/dev/null; then
+    if command -v dnf >/dev/null; then install_packages docker; else install_packages docker.io; fi
+  fi
+  command -v git >/dev/null || install_packages git
   systemctl enable --now docker
+  if ! docker compose version >/dev/null 2>&1 && command -v apt-get >/dev/null; then
+    install_packages docker-compose-v2 >/dev/null 2>&1 || install_packages docker-compose-plugin >/dev/null 2>&1 || true
+  fi
   if ! docker compose version >/dev/null 2>&1; then
     mkdir -p /usr/local/lib/docker/cli-plugins
     curl -fsSL -o /usr/local/lib/docker/cli-plugins/docker-compose \
-      "https://github.com/docker/compose/releases/download/${DIFY_COMPOSE_VERSION}/docker-compose-linux-$(uname -m)"
+      "https://github.com/docker/compose/releases/download/${DIFY_COMPOSE_VERSION}/docker-compose-linux-$(uname -m)" ||
+      fail "downloading Docker Compose $DIFY_COMPOSE_VERSION"
     chmod +x /usr/local/lib/docker/cli-plugins/docker-compose
   fi
 }
@@ -238,6 +367,7 @@ main() {
     echo "dify-bootstrap: no data volume for this instance; data stays on the root volume"
     mkdir -p "$DATA_DIR"
   fi
+  adopt_layout
   make_secrets
   build_env
   [ "${DIFY_SKIP_COMPOSE:-}" = "1" ] && return 0

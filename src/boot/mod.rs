@@ -512,10 +512,12 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("      {l}\n")).collect()
 }
 
+// Ordered after Docker, so at shutdown Compose stops before Docker does, and after the data volume's mount.
 const SERVICE_UNIT: &str = "[Unit]
 Description=Dify (Docker Compose) with its data on the Dify data volume
-Wants=network-online.target
-After=network-online.target
+Wants=network-online.target docker.service
+After=network-online.target docker.service
+RequiresMountsFor=/opt/dify-data
 [Service]
 Type=oneshot
 RemainAfterExit=yes
@@ -525,6 +527,13 @@ TimeoutStartSec=1800
 TimeoutStopSec=300
 [Install]
 WantedBy=multi-user.target
+";
+
+/// A drop-in for docker.service: Docker restarts `restart: always` containers as soon as it starts, so it must wait
+/// for the data volume's mount (in fstab once the first boot has mounted it), or a database would start on the root
+/// disk and its data be hidden under the mount.
+const DOCKER_DROP_IN: &str = "[Unit]
+RequiresMountsFor=/opt/dify-data
 ";
 
 /// The cloud-config user data for every instance of a stack (each finds its data volume by its own tag).
@@ -552,6 +561,7 @@ pub fn render(c: &DifyConfig, app_port: i64) -> String {
     let mut out = String::from("#cloud-config\n# Rendered by terraform-provider-dify (dify_ec2_stack). Holds no secret.\nwrite_files:\n");
     out.push_str(&format!("  - path: /usr/local/sbin/dify-bootstrap\n    permissions: '0755'\n    encoding: b64\n    content: {script}\n"));
     out.push_str(&format!("  - path: /etc/systemd/system/dify.service\n    permissions: '0644'\n    content: |\n{}", indent(SERVICE_UNIT)));
+    out.push_str(&format!("  - path: /etc/systemd/system/docker.service.d/10-dify-data.conf\n    permissions: '0644'\n    content: |\n{}", indent(DOCKER_DROP_IN)));
     out.push_str(&format!("  - path: /etc/dify/dify.env\n    permissions: '0644'\n    content: |\n{}", indent(&settings)));
     out.push_str(&format!("  - path: /etc/dify/dify.env.compose\n    permissions: '0644'\n    content: |\n{}", indent(&env)));
     if !secret_env.is_empty() {

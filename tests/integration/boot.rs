@@ -97,3 +97,43 @@ fn a_missing_data_volume_fails_loudly_after_a_bounded_wait() {
     assert!(s.log().contains("FAILED: data volume vol-0missing did not appear within 2s"), "{}", s.log());
     assert_eq!(s.calls("mkfs.ext4"), 0);
 }
+
+#[test]
+fn a_device_blkid_cannot_probe_is_never_formatted_and_nothing_starts() {
+    for exit in ["4", "8"] {
+        let s = BootSandbox::new(&default_user_data());
+        let dev = s.device("sdf");
+        std::fs::write(format!("{}.blkid-exit", dev.display()), exit).unwrap();
+        let out = s.boot("vol-0abc");
+        assert!(!out.status.success(), "blkid exit {exit}: the boot fails");
+        assert_eq!(s.calls("mkfs.ext4"), 0, "blkid exit {exit}: never formatted");
+        assert!(s.log().contains(&format!("exit {exit}")) && s.log().contains("not formatting it"), "{}", s.log());
+        assert!(s.compose_up_dirs().is_empty(), "nothing started");
+        assert!(!s.data_dir().join("secrets").exists(), "nothing written to the root disk's data directory");
+    }
+}
+
+#[test]
+fn the_data_volume_is_found_by_its_nvme_serial_and_grown_at_every_boot() {
+    let s = BootSandbox::new(&default_user_data());
+    s.device("nvme1n1");
+    let ctrl = s.path("sys/class/nvme/nvme1");
+    std::fs::create_dir_all(&ctrl).unwrap();
+    std::fs::write(ctrl.join("serial"), "vol0123456789abcdef0 \n").unwrap();
+    let out = s.boot_without_compose("vol-0123456789abcdef0");
+    assert!(out.status.success(), "{}", s.log());
+    assert_eq!(s.calls("mkfs.ext4 -q -L dify-data"), 1);
+    let calls = std::fs::read_to_string(s.path("calls")).unwrap();
+    assert!(calls.contains(&format!("mkfs.ext4 -q -L dify-data {}", s.path("dev/nvme1n1").display())), "{calls}");
+    assert!(calls.contains(&format!("resize2fs {}", s.path("dev/nvme1n1").display())), "the filesystem follows a grown volume: {calls}");
+}
+
+#[test]
+fn data_volume_of_an_hcl_module_instance_at_xvdf_is_found() {
+    let s = BootSandbox::new(&default_user_data());
+    let dev = s.device("xvdf");
+    std::fs::write(format!("{}.fs", dev.display()), "module-uuid").unwrap();
+    assert!(s.boot_without_compose("vol-0abc").status.success(), "{}", s.log());
+    assert_eq!(s.calls("mkfs.ext4"), 0);
+    assert!(std::fs::read_to_string(s.path("fstab")).unwrap().contains("UUID=module-uuid"));
+}

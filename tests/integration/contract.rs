@@ -539,3 +539,84 @@ fn an_upgrade_rebuilds_env_from_the_new_release_with_no_stale_keys() {
     let b = Booted { sandbox, resolved: r, config: new, app_port: 80 };
     assert_works(&b);
 }
+
+/// A data volume made as the move-compose-to-aws guide says, from an existing install: `volumes/` with the database
+/// (a marker file standing for PGDATA) and `secrets/import.env` from the old `.env`.
+fn migrated_volume(sandbox: &BootSandbox, layout: &[(&str, &str)], import: &str) {
+    let dev = sandbox.device("sdf");
+    std::fs::write(format!("{}.fs", dev.display()), "migrated-uuid").unwrap();
+    sandbox.mount_data_volume();
+    for (path, content) in layout {
+        let file = sandbox.data_dir().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    if !import.is_empty() {
+        std::fs::create_dir_all(sandbox.data_dir().join("secrets")).unwrap();
+        std::fs::write(sandbox.data_dir().join("secrets/import.env"), import).unwrap();
+    }
+}
+
+/// The bind source a service's `target` path resolves to, with links followed.
+fn bind_source(r: &Resolved, service: &str, target: &str) -> PathBuf {
+    let binds = r.binds(service);
+    let (source, _) = binds.iter().find(|(_, t)| t == target).unwrap_or_else(|| panic!("{service}: no mount at {target}"));
+    real_path(Path::new(source))
+}
+
+#[test]
+fn a_compose_install_moved_as_the_guide_says_keeps_its_data_and_its_passwords() {
+    let old_env = "SECRET_KEY=sk-old-install-key\nDB_PASSWORD=difyai123456\nREDIS_PASSWORD='old redis'\nPLUGIN_DAEMON_KEY=\"old-daemon-key\"\n";
+    for layout in [
+        // The guide's image: volumes/ at the filesystem's root.
+        vec![("volumes/db/data/pgdata/PG_VERSION", "15"), ("volumes/app/storage/privkeys/tenant/private.pem", "key")],
+        // An image made by the guide's earlier text (`mkfs.ext4 -d volumes`): db/, app/ at the root, adopted.
+        vec![("db/data/pgdata/PG_VERSION", "15"), ("app/storage/privkeys/tenant/private.pem", "key")],
+    ] {
+        let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80));
+        migrated_volume(&sandbox, &layout, old_env);
+        assert!(sandbox.boot("vol-0abc").status.success(), "{}", sandbox.log());
+        assert_eq!(sandbox.calls("mkfs"), 0, "a migrated volume is never formatted");
+        let r = Resolved::of(&sandbox.compose_up_dirs()[0]);
+        let pgdata = bind_source(&r, "db_postgres", "/var/lib/postgresql/data");
+        assert_eq!(std::fs::read_to_string(pgdata.join("pgdata/PG_VERSION")).unwrap(), "15", "PostgreSQL finds the migrated database");
+        let storage = bind_source(&r, "api", "/app/api/storage");
+        assert!(storage.join("privkeys/tenant/private.pem").exists(), "the tenants' keys are where the api reads them");
+        assert_eq!(r.var("db_postgres", "POSTGRES_PASSWORD"), "difyai123456", "PostgreSQL keeps the old database's password, so the api must use it");
+        assert_eq!(r.var("api", "DB_PASSWORD"), "difyai123456");
+        assert_eq!(r.var("api", "SECRET_KEY"), "sk-old-install-key");
+        assert_eq!(r.var("api", "REDIS_PASSWORD"), "old redis", "quotes of the old .env are taken off");
+        assert_eq!(r.var("plugin_daemon", "SERVER_KEY"), "old-daemon-key");
+        assert!(r.var("api", "INIT_PASSWORD").len() >= 16, "what the old install lacked is generated");
+    }
+}
+
+#[test]
+fn the_hcl_module_s_layout_is_adopted_under_volumes() {
+    let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80));
+    migrated_volume(&sandbox, &[("postgres/PG_VERSION", "15"), ("redis/dump.rdb", "r"), ("weaviate/schema.db", "w")], "DB_PASSWORD=module-db-password\n");
+    assert!(sandbox.boot("vol-0abc").status.success(), "{}", sandbox.log());
+    assert!(sandbox.log().contains("HCL module's layout"), "a clear log line: {}", sandbox.log());
+    let r = Resolved::of(&sandbox.compose_up_dirs()[0]);
+    let pgdata = r.var("db_postgres", "PGDATA");
+    let relative = pgdata.strip_prefix("/var/lib/postgresql/data").unwrap().trim_start_matches('/');
+    assert!(bind_source(&r, "db_postgres", "/var/lib/postgresql/data").join(relative).join("PG_VERSION").exists(), "PGDATA ({pgdata}) holds the module's database");
+    assert!(bind_source(&r, "redis", "/data").join("dump.rdb").exists());
+    assert!(bind_source(&r, "weaviate", "/var/lib/weaviate").join("schema.db").exists());
+    assert_eq!(r.var("api", "DB_PASSWORD"), "module-db-password");
+}
+
+#[test]
+fn a_data_volume_with_a_filesystem_never_hides_data_on_the_root_disk() {
+    let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80));
+    // A stack that ran without a data volume: Dify's data on the root disk.
+    std::fs::create_dir_all(sandbox.data_dir().join("volumes/db/data")).unwrap();
+    std::fs::write(sandbox.data_dir().join("volumes/db/data/PG_VERSION"), "15").unwrap();
+    let dev = sandbox.device("sdf");
+    std::fs::write(format!("{}.fs", dev.display()), "other-uuid").unwrap();
+    let out = sandbox.boot("vol-0abc");
+    assert!(!out.status.success(), "refused");
+    assert!(sandbox.log().contains("would hide one of them"), "{}", sandbox.log());
+    assert_eq!(sandbox.calls("mount "), 0, "not mounted over the root disk's data");
+    assert!(sandbox.compose_up_dirs().is_empty());
+}

@@ -12,12 +12,19 @@ pub struct BootSandbox {
     pub dir: tempfile::TempDir,
 }
 
-/// Stand-ins, each appending `name args` to `$SANDBOX/calls`. A device "has a filesystem" when `DEVICE.fs` exists.
+/// Stand-ins, each appending `name args` to `$SANDBOX/calls`. A device "has a filesystem" when `DEVICE.fs` exists
+/// (holding its UUID); `DEVICE.blkid-exit` makes blkid fail with that code. `mount DIR` marks the data directory
+/// mounted (the sandbox has no real mounts).
 const STAND_INS: &[(&str, &str)] = &[
-    ("blkid", "for a in \"$@\"; do d=\"$a\"; done\n[ -f \"$d.fs\" ] || exit 2\ncase \"$*\" in *UUID*) cat \"$d.fs\";; esac\n"),
+    (
+        "blkid",
+        "for a in \"$@\"; do d=\"$a\"; done\n[ -f \"$d.blkid-exit\" ] && exit \"$(cat \"$d.blkid-exit\")\"\n[ -f \"$d.fs\" ] || exit 2\ncase \"$*\" in *UUID*) cat \"$d.fs\";; *TYPE*) echo ext4;; esac\n",
+    ),
     ("mkfs.ext4", "for a in \"$@\"; do d=\"$a\"; done\necho uuid-$$ > \"$d.fs\"\n"),
-    ("mount", ""),
-    ("mountpoint", "exit 1\n"),
+    ("mount", "[ $# -eq 1 ] && touch \"$SANDBOX/mounted\"\n"),
+    ("umount", ""),
+    ("mountpoint", "[ -f \"$SANDBOX/mounted\" ]\n"),
+    ("resize2fs", ""),
     ("logger", "cat >/dev/null\n"),
     ("systemctl", ""),
     ("dnf", "echo 'dnf: no package repositories in the sandbox' >&2; exit 1\n"),
@@ -93,6 +100,12 @@ impl BootSandbox {
         let p = self.path(&format!("dev/{name}"));
         std::fs::write(&p, "").unwrap();
         p
+    }
+
+    /// The data volume is mounted at the data directory: what the test puts there is on the volume's filesystem.
+    pub fn mount_data_volume(&self) {
+        std::fs::create_dir_all(self.data_dir()).unwrap();
+        std::fs::write(self.path("mounted"), "").unwrap();
     }
 
     /// Puts a secret into the stand-in Secrets Manager, under the last part of its ARN.

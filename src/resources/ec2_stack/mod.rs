@@ -116,6 +116,28 @@ fn missing_shared_services(config: &Value) -> Vec<&'static str> {
     missing
 }
 
+/// A stack with no data volume and bundled services keeps Dify's data on root volumes that are deleted with their
+/// instances: a warning at every plan, and a replacement of running instances refused, unless `allow_data_loss`.
+fn check_data_survives(config: &Value, prior: &Value, replacing: bool, diags: &mut Diagnostics) {
+    if !config.get("data_volume_ids").is_null() || !config.get("dify").is_wholly_known() || config.get("allow_data_loss").as_bool() == Some(true) {
+        return;
+    }
+    let local = missing_shared_services(config);
+    if local.is_empty() {
+        return;
+    }
+    let what = format!("with no data_volume_ids, Dify's bundled services ({}) keep their data on the instances' root volumes, which are deleted with the instances", local.join(", "));
+    if replacing && !prior.is_null() {
+        diags.error_at(
+            AttrPath::root("data_volume_ids"),
+            "Replacing the instances would delete Dify's data",
+            format!("this change replaces the instances, and {what}: every workspace, app and upload would be lost. Give each instance a dify_persistent_volume in data_volume_ids (its data then moves onto the volume at the next boot), or set allow_data_loss = true if the data is disposable."),
+        );
+    } else {
+        diags.push(Diagnostic::warning("Dify's data dies with its instances", format!("{what}; any later change to `dify` or `ami_id` replaces them. Give each instance a dify_persistent_volume in data_volume_ids, or set allow_data_loss = true to say the data is disposable.")).at(AttrPath::root("data_volume_ids")));
+    }
+}
+
 #[async_trait]
 impl Resource for Ec2Stack {
     fn type_name(&self) -> &'static str {
@@ -140,6 +162,7 @@ impl Resource for Ec2Stack {
                 .attr(Attribute::string("alb_security_group_id").optional().description("The load balancer's security group (`dify_alb.security_group_id`), allowed in on `app_port`.").validate(validate::prefixed("sg-")))
                 .attr(Attribute::new("additional_security_group_ids", Type::set(Type::String)).optional().description("More security groups for the instances.").validate(validate::each(validate::prefixed("sg-"))))
                 .attr(Attribute::new("data_volume_ids", Type::list(Type::String)).optional().description("One `dify_persistent_volume` per instance, in order, attached as /dev/sdf and mounted at /opt/dify-data. Each must be in its instance's zone. Never deleted with an instance, never force-detached: a change stops the instance, detaches, waits, attaches and starts it.").validate(validate::each(validate::prefixed("vol-"))))
+                .attr(Attribute::bool("allow_data_loss").optional().description("Say that Dify's data is disposable: with no `data_volume_ids` and bundled services, the data lives on root volumes deleted with the instances, so plans warn, and a change that replaces the instances is refused unless this is true."))
                 .attr(Attribute::new("target_group_arns", Type::set(Type::String)).optional().description("Target groups to register every instance with (`dify_alb.target_group_arn`). Instances are deregistered and drained before they stop. A refresh reads each group's registrations, so an instance deregistered outside Terraform is planned back.").validate(validate::each(validate::prefixed("arn:"))))
                 .attr(Attribute::bool("wait_for_healthy").optional().computed().description("Wait until every target is healthy before the apply returns (default: true when target groups are set); fails at the timeout with the last reason AWS gave."))
                 .attr(Attribute::new("tags", Type::map(Type::String)).optional().description("Tags for every object, merged over the provider's `default_tags`."))
@@ -176,6 +199,11 @@ impl Resource for Ec2Stack {
                 diags.error_at(AttrPath::root("subnet_ids"), "No subnets", "give at least one private subnet.");
             }
         }
+        for key in config.get("tags").entries().into_iter().flat_map(|m| m.keys()) {
+            if let Some(problem) = tags::metadata_key_problem(key) {
+                diags.error_at(AttrPath::root("tags").key(key), format!("Invalid key {key:?} in `tags`"), problem);
+            }
+        }
         let dify = config.get("dify");
         if !dify.is_null() && dify.is_wholly_known() {
             if let Ok(c) = decode::<boot::DifyConfig>(dify) {
@@ -203,6 +231,13 @@ impl Resource for Ec2Stack {
         let aws = ctx.meta::<AwsClients>().ok();
         let (prior, config) = (plan.prior, plan.config);
         plan.planned.set("tags_all", planned_tags_all(config, aws));
+        // The provider's default_tags reach the instances too; `tags` was checked at validate.
+        let own = config.get("tags").entries().cloned().unwrap_or_default();
+        for key in plan.planned.get("tags_all").entries().into_iter().flat_map(|m| m.keys()).filter(|k| !own.contains_key(*k)) {
+            if let Some(problem) = tags::metadata_key_problem(key) {
+                diags.push(Diagnostic::error(format!("Invalid key {key:?} in the provider's `default_tags`"), format!("the provider's default_tags put it on the stack's instances: {problem}")).at(AttrPath::root("tags_all").key(key)));
+            }
+        }
         plan.planned.set("id", plan.planned.get("name").clone());
         if config.get("wait_for_healthy").is_null() {
             let v = match plan.planned.get("target_group_arns") {
@@ -237,6 +272,7 @@ impl Resource for Ec2Stack {
         // Instances are replaced (one at a time) when the boot configuration or the image changes.
         let replaced = prior.get("user_data_sha256") != plan.planned.get("user_data_sha256") || changed("ami_id");
         let relaid = prior.is_null() || count.is_none() || instances_present != count || changed("instance_count") || replaced;
+        check_data_survives(config, prior, replaced && instances_present.unwrap_or(0) > 0, diags);
         for attr in INSTANCE_LISTS {
             let v = if relaid { Value::unknown() } else { prior.get(attr).clone() };
             plan.planned.set(attr, v);

@@ -99,8 +99,12 @@ pub fn groups_of(i: &Instance) -> impl Iterator<Item = &aws_sdk_ec2::types::Grou
     i.security_groups().iter().chain(i.network_interfaces().iter().flat_map(|n| n.groups()))
 }
 
+/// Device names a data volume may be attached as: the provider's, and the HCL module's `/dev/xvdf` (an imported
+/// instance keeps it until its first replacement, which attaches the volume as `DATA_DEVICE`).
+pub const DATA_DEVICES: &[&str] = &[DATA_DEVICE, "/dev/xvdf", "sdf", "xvdf"];
+
 pub fn data_volume_of(i: &Instance) -> Option<String> {
-    i.block_device_mappings().iter().find(|m| m.device_name() == Some(DATA_DEVICE)).and_then(|m| m.ebs()).and_then(|e| e.volume_id()).map(str::to_string)
+    i.block_device_mappings().iter().find(|m| m.device_name().is_some_and(|d| DATA_DEVICES.contains(&d))).and_then(|m| m.ebs()).and_then(|e| e.volume_id()).map(str::to_string)
 }
 
 fn live(i: &Instance) -> bool {
