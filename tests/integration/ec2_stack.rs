@@ -335,3 +335,43 @@ async fn deleted_launch_template_and_security_group_are_planned_and_restored() {
     let groups: Vec<&str> = i.security_groups().iter().filter_map(|g| g.group_id()).chain(i.network_interfaces().iter().flat_map(|n| n.groups()).filter_map(|g| g.group_id())).collect();
     assert!(groups.contains(&sg), "the instance is in the recreated group: {groups:?}");
 }
+
+#[tokio::test]
+async fn a_stack_whose_data_dies_with_its_instances_warns_and_a_replacement_needs_allow_data_loss() {
+    let moto = Moto::start();
+    let (_, net, cert) = setup(&moto).await;
+    let ws = Workspace::new(&moto, &config(&net, &cert, ""));
+    ws.init();
+    let applied = ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    assert!(applied.flat().contains("Dify's data dies with its instances"), "{}", applied.all());
+
+    // A version bump replaces the instances: refused before anything changes.
+    ws.write("main.tf", &config(&net, &cert, "  dify {\n    version = \"1.13.3-next\"\n  }"));
+    let refused = ws.run(&["plan", "-input=false"]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.flat().contains("Replacing the instances would delete Dify's data") && refused.flat().contains("allow_data_loss"), "{}", refused.all());
+
+    ws.write("main.tf", &config(&net, &cert, "  allow_data_loss = true\n  dify {\n    version = \"1.13.3-next\"\n  }"));
+    let planned = ws.ok(&["plan", "-input=false"]);
+    assert!(!planned.flat().contains("dies with its instances"), "allow_data_loss silences the warning: {}", planned.all());
+    ws.ok(&["destroy", "-auto-approve", "-input=false"]);
+}
+
+#[tokio::test]
+async fn an_instance_with_its_data_volume_at_xvdf_imports_with_it() {
+    let moto = Moto::start();
+    let (ec2, net, cert) = setup(&moto).await;
+    let ws = Workspace::new(&moto, &config(&net, &cert, ONE));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let out = ws.outputs()["stack"]["value"].clone();
+    let (instance, volume) = (out["instance_ids"][0].as_str().unwrap().to_string(), out["data_volume_ids"][0].as_str().unwrap().to_string());
+    // As the HCL module attached it.
+    ec2.detach_volume().volume_id(&volume).instance_id(&instance).send().await.unwrap();
+    ec2.attach_volume().volume_id(&volume).instance_id(&instance).device("/dev/xvdf").send().await.unwrap();
+    ws.ok(&["state", "rm", "dify_ec2_stack.app"]);
+    ws.ok(&["import", "-input=false", "dify_ec2_stack.app", &instance]);
+    let state = ws.ok(&["state", "show", "-no-color", "dify_ec2_stack.app"]).stdout;
+    assert!(state.contains(&volume), "the data volume at /dev/xvdf is the stack's: {state}");
+    ws.ok(&["destroy", "-auto-approve", "-input=false"]);
+}
