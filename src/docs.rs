@@ -105,12 +105,34 @@ fn page(kind: &str, name: &str, schema: &Schema, example_path: &str) -> String {
     out
 }
 
+/// The Terraform versions the tests run on (`make test`: tests/integration/compat.rs for the older ones) and what
+/// needs a newer one; written into docs/index.md before the schema.
+pub const TERRAFORM_VERSIONS_DOC: &str = "## Terraform versions
+
+Tested on Terraform 1.6.6, 1.9.8, 1.12.2 and 1.15.5. Every test runs on 1.15.5. On each older version the dev \
+environment is initialised from a mirror, applied, planned again with no changes, imported again (`terraform import` \
+by id, then an `import` block: by `id` on 1.6.6 and 1.9.8, by `identity` on 1.12.2) and destroyed. \
+Other versions are not tested. OpenTofu speaks the same plugin protocol (version 6) but is not tested here.
+
+Some features need a newer Terraform than the oldest tested one:
+
+| Feature | Needs |
+|---|---|
+| Resources, data sources, `terraform import` and `import` blocks by `id` | any tested version (1.6.6 or later) |
+| `import` blocks by `identity` | Terraform 1.12 or later |
+| `terraform query` with the [`dify_alb` list resource](list-resources/alb.md) | Terraform 1.14 or later |
+| Write-only attributes | none: this provider has none (secrets reach instances as Secrets Manager ARNs) |
+
+";
+
 /// Every registry page: (path under docs/, content).
 pub fn pages(provider: &dyn Provider) -> Vec<(String, String)> {
     let mut pages = Vec::new();
     let mut index = page("Provider", "dify", &provider.schema(), "examples/provider/provider.tf");
     index = index.replacen("# dify (Provider)", "# Dify Provider", 1);
+    index = index.replacen("<!-- schema generated", &format!("{TERRAFORM_VERSIONS_DOC}<!-- schema generated"), 1);
     pages.push(("index.md".to_string(), index));
+    let listable: Vec<&'static str> = provider.list_resources().iter().map(|l| l.type_name()).collect();
     for d in provider.data_sources() {
         let short = d.type_name().trim_start_matches("dify_");
         pages.push((format!("data-sources/{short}.md"), page("Data Source", d.type_name(), &d.schema(), &format!("examples/data-sources/{}/data-source.tf", d.type_name()))));
@@ -124,12 +146,29 @@ pub fn pages(provider: &dyn Provider) -> Vec<(String, String)> {
         if r.type_name() == "dify_ec2_stack" {
             let _ = write!(content, "\n{}", crate::boot::ENV_KEYS_DOC);
         }
-        if let Some(query) = example(&format!("examples/resources/{}/query.tfquery.hcl", r.type_name())) {
-            let _ = write!(content, "\n## Finding existing ones with `terraform query`\n\n```terraform\n{query}```\n");
+        if listable.contains(&r.type_name()) {
+            if let Some(query) = example(&list_example(r.type_name())) {
+                let _ = write!(content, "\n## Finding existing ones with `terraform query`\n\nWith Terraform 1.14 or later, through the [`{}` list resource](../list-resources/{short}.md):\n\n```terraform\n{query}```\n", r.type_name());
+            }
         }
         pages.push((format!("resources/{short}.md"), content));
     }
+    for l in provider.list_resources() {
+        let short = l.type_name().trim_start_matches("dify_");
+        let mut content = page("List Resource", l.type_name(), &l.schema(), &list_example(l.type_name()));
+        content = content.replacen(
+            "## Example Usage",
+            &format!("Requires Terraform 1.14 or later (`terraform query`). Each result can be adopted as a [`{}` resource](../resources/{short}.md).\n\n## Example Usage", l.type_name()),
+            1,
+        );
+        pages.push((format!("list-resources/{short}.md"), content));
+    }
     pages
+}
+
+/// A list resource's `terraform query` example, where the registry's docs tooling looks for it.
+fn list_example(type_name: &str) -> String {
+    format!("examples/list-resources/{type_name}/list-resource.tfquery.hcl")
 }
 
 #[cfg(test)]

@@ -31,12 +31,16 @@ pub async fn prepare(env: &str, cidr: &str, moto: &Moto, endpoint: &str) -> (Wor
 
 /// `prepare` with the provider installed from another mirror (benchmarks).
 pub async fn prepare_with(env: &str, cidr: &str, moto: &Moto, endpoint: &str, mirror: &std::path::Path) -> (Workspace, Vec<String>) {
+    prepare_in(env, cidr, moto, Workspace::via_mirror(endpoint, "", mirror)).await
+}
+
+/// `prepare` in a workspace made by the caller (another Terraform: compat).
+pub async fn prepare_in(env: &str, cidr: &str, moto: &Moto, ws: Workspace) -> (Workspace, Vec<String>) {
     let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config_in(REGION).await);
     let r53 = moto.route53().await;
     seed::network_named(&ec2, &format!("dify-{env}-vpc"), &format!("dify-{env}"), cidr, REGION).await;
     let zone = r53.create_hosted_zone().name("example.com").caller_reference(env).send().await.unwrap().hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
     let cert = moto.certificate_in(REGION, &format!("dify-{env}.example.com"));
-    let ws = Workspace::via_mirror(endpoint, "", mirror);
     std::fs::remove_file(ws.dir.path().join("main.tf")).unwrap();
     copy_tree(&root().join("examples/modules"), &ws.dir.path().join("modules"));
     copy_tree(&root().join(format!("examples/environments/{env}")), &ws.dir.path().join(format!("environments/{env}")));

