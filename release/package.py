@@ -1,7 +1,7 @@
 """Packages a built provider binary as a Terraform registry release:
 
   terraform-provider-dify_<v>_<os>_<arch>.zip   holding terraform-provider-dify_v<v>
-  terraform-provider-dify_<v>_manifest.json     {"version": 1, "metadata": {"protocol_versions": ["6.0"]}}
+  terraform-provider-dify_<v>_manifest.json     a copy of the repository's terraform-registry-manifest.json
   terraform-provider-dify_<v>_SHA256SUMS        covering the zip(s) and the manifest
   terraform-provider-dify_<v>_SHA256SUMS.sig    binary detached GPG signature, when GPG_FINGERPRINT names a key
 
@@ -27,9 +27,13 @@ with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
     with open(binary, "rb") as f:
         z.writestr(info, f.read())
 
+# The registry reads the protocol versions from this file; the one at the repository root is the single source.
+root_manifest = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "terraform-registry-manifest.json")
+with open(root_manifest) as f:
+    manifest_data = json.load(f)
 manifest = os.path.join(out_dir, f"{prefix}_manifest.json")
 with open(manifest, "w") as f:
-    json.dump({"version": 1, "metadata": {"protocol_versions": ["6.0"]}}, f, indent=2)
+    json.dump(manifest_data, f, indent=2)
     f.write("\n")
 
 artifacts = sorted(n for n in os.listdir(out_dir) if n.startswith(prefix) and (n.endswith(".zip") or n.endswith("_manifest.json")))
