@@ -74,6 +74,8 @@ pub fn format_line(level: Level, message: &str, fields: &[(&str, Json)]) -> Stri
 }
 
 pub fn emit(level: Level, message: &str, fields: &[(&str, Json)]) {
+    #[cfg(test)]
+    capture::record(level, message, fields);
     if !enabled(level) {
         return;
     }
@@ -82,6 +84,38 @@ pub fn emit(level: Level, message: &str, fields: &[(&str, Json)]) {
     // One write per line so concurrent lines never interleave.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
+
+/// Unit tests' view of the lines this thread logs, at every level whatever `TF_LOG` says: a test proves that a
+/// line is written without turning logging on for the tests running beside it.
+#[cfg(test)]
+mod capture {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static LINES: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn record(level: super::Level, message: &str, fields: &[(&str, super::Json)]) {
+        LINES.with(|l| {
+            if let Some(lines) = l.borrow_mut().as_mut() {
+                lines.push(super::format_line(level, message, fields));
+            }
+        });
+    }
+
+    /// Starts recording this thread's lines.
+    pub fn capture_start() {
+        LINES.with(|l| *l.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// The lines recorded since `capture_start`; stops recording.
+    pub fn capture_take() -> Vec<String> {
+        LINES.with(|l| l.borrow_mut().take().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+pub use capture::{capture_start, capture_take};
 
 pub fn trace(message: &str, fields: &[(&str, Json)]) {
     emit(Level::Trace, message, fields)

@@ -117,3 +117,17 @@ impl Provider for DifyProvider {
         vec![Arc::new(data_sources::network::Network), Arc::new(data_sources::ami::Ami)]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::upgrade::missing_upgraders;
+
+    #[test]
+    fn every_resource_can_upgrade_state_from_each_earlier_schema_version() {
+        for r in DifyProvider.resources() {
+            let version = r.schema().version;
+            assert_eq!(missing_upgraders(version, &r.state_upgraders()), Vec::<i64>::new(), "{} (schema version {version}) lacks upgraders from these versions", r.type_name());
+        }
+    }
+}

@@ -9,10 +9,12 @@ pub mod resource;
 pub mod schema;
 pub mod server;
 pub mod timeouts;
+pub mod upgrade;
 pub mod validate;
 pub mod value;
 
 pub use diag::{AttrPath, Diagnostic, Diagnostics};
 pub use resource::{Ctx, DataSource, ListResource, ListResult, Provider, Resource, ResourceState};
 pub use schema::{Attribute, Block, NestedBlock, Schema};
+pub use upgrade::StateUpgrader;
 pub use value::{Type, Value};

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::diag::{Diagnostic, Diagnostics};
 use super::private::Private;
 use super::schema::{IdentitySchema, Schema};
+use super::upgrade::StateUpgrader;
 use super::value::Value;
 
 /// What every operation sees: the configured provider's data and the cancellation that `StopProvider` triggers.
@@ -96,7 +97,13 @@ pub struct PlanRequest<'a> {
 #[async_trait]
 pub trait Resource: Send + Sync {
     fn type_name(&self) -> &'static str;
+    /// The current schema; its `version` (0 unless raised with `Schema::version`) is stamped on every state written.
     fn schema(&self) -> Schema;
+    /// How states of older schema versions become the current one: one upgrader from each version below the
+    /// current (see framework::upgrade). None while the schema is at version 0.
+    fn state_upgraders(&self) -> Vec<StateUpgrader> {
+        vec![]
+    }
     fn identity_schema(&self) -> Option<IdentitySchema> {
         None
     }

@@ -218,6 +218,11 @@ impl Schema {
     pub fn new(block: Block) -> Schema {
         Schema { version: 0, block }
     }
+    /// Raises the schema version; the resource must then offer an upgrader from each earlier version.
+    pub fn version(mut self, version: i64) -> Schema {
+        self.version = version;
+        self
+    }
     pub fn ty(&self) -> Type {
         self.block.ty()
     }

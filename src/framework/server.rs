@@ -13,6 +13,7 @@ use super::plan::plan_block;
 use super::private::Private;
 use super::resource::{Ctx, DataSource, ListResource, ListResult, PlanRequest, Provider, Resource, ResourceState};
 use super::schema::{validate_block, IdentitySchema, Schema};
+use super::upgrade;
 use super::value::Value;
 use crate::log;
 
@@ -284,6 +285,19 @@ impl ProviderServer {
                 (None, diags)
             }
         }
+    }
+
+    /// `UpgradeResourceState`: a stored state of `prior_version` (raw JSON) through the resource's upgraders, then
+    /// read with the current schema.
+    pub fn upgrade_resource_state(&self, name: &str, prior_version: i64, raw: &[u8]) -> Result<Value, Diagnostic> {
+        let (r, schema) = self.resources.get(name).ok_or_else(|| unknown_type("resource", name))?;
+        upgrade::upgrade_state(name, schema.version, &schema.ty(), &r.state_upgraders(), prior_version, raw)
+    }
+
+    /// `UpgradeResourceIdentity`: a stored identity of `prior_version` read with the current identity schema.
+    pub fn upgrade_resource_identity(&self, name: &str, prior_version: i64, raw: &[u8]) -> Result<Value, Diagnostic> {
+        let schema = self.identity_schema(name).ok_or_else(|| Diagnostic::error(format!("{name} has no resource identity"), ""))?;
+        upgrade::upgrade_identity(name, schema.version, &schema.ty(), prior_version, raw)
     }
 
     pub async fn import_resource(&self, name: &str, id: &str, identity: Option<&Value>) -> (Option<ResourceState>, Diagnostics) {

@@ -36,17 +36,6 @@ fn capabilities() -> pb::ServerCapabilities {
     pb::ServerCapabilities { plan_destroy: true, get_provider_schema_optional: true, move_resource_state: false, generate_resource_config: false }
 }
 
-/// Parses a raw JSON state (UpgradeResourceState, UpgradeResourceIdentity) against the current type, dropping
-/// top-level attributes the current schema no longer has.
-fn upgrade_json(raw: &[u8], ty: &Type) -> Result<Value, Diagnostic> {
-    let mut json: serde_json::Value =
-        serde_json::from_slice(raw).map_err(|e| Diagnostic::error("Invalid stored state", format!("the state is not valid JSON: {e}")))?;
-    if let (Some(obj), Type::Object(attrs)) = (json.as_object_mut(), ty) {
-        obj.retain(|k, _| attrs.contains_key(k));
-    }
-    Value::from_json(&json, ty).map_err(|e| Diagnostic::error("Invalid stored state", e))
-}
-
 fn identity_data(v: Option<&Value>, ty: Option<&Type>) -> Result<Option<pb::ResourceIdentityData>, Diagnostic> {
     match (v, ty) {
         (Some(v), Some(ty)) if !v.is_null() => Ok(Some(pb::ResourceIdentityData { identity_data: Some(encode(v, ty, "identity")?) })),
@@ -155,11 +144,10 @@ impl pb::provider_server::Provider for ProviderService {
 
     async fn upgrade_resource_state(&self, req: Request<pb::upgrade_resource_state::Request>) -> Rpc<pb::upgrade_resource_state::Response> {
         let req = req.into_inner();
+        let raw = req.raw_state.map(|r| r.json).unwrap_or_default();
         let result = self.server.resource_schema(&req.type_name).and_then(|schema| {
-            let ty = schema.ty();
-            let raw = req.raw_state.map(|r| r.json).unwrap_or_default();
-            let value = if raw.is_empty() { Value::Null } else { upgrade_json(&raw, &ty)? };
-            encode(&value, &ty, "upgraded state")
+            let value = self.server.upgrade_resource_state(&req.type_name, req.version, &raw)?;
+            encode(&value, &schema.ty(), "upgraded state")
         });
         let (upgraded_state, diags) = match result {
             Ok(dv) => (Some(dv), Diagnostics::new()),
@@ -170,14 +158,9 @@ impl pb::provider_server::Provider for ProviderService {
 
     async fn upgrade_resource_identity(&self, req: Request<pb::upgrade_resource_identity::Request>) -> Rpc<pb::upgrade_resource_identity::Response> {
         let req = req.into_inner();
-        let result = match self.server.identity_schema(&req.type_name) {
-            Some(schema) => {
-                let ty = schema.ty();
-                let raw = req.raw_identity.map(|r| r.json).unwrap_or_default();
-                upgrade_json(&raw, &ty).and_then(|v| identity_data(Some(&v), Some(&ty)))
-            }
-            None => Err(Diagnostic::error(format!("{} has no resource identity", req.type_name), "")),
-        };
+        let raw = req.raw_identity.map(|r| r.json).unwrap_or_default();
+        let ty = self.server.identity_schema(&req.type_name).map(|i| i.ty());
+        let result = self.server.upgrade_resource_identity(&req.type_name, req.version, &raw).and_then(|v| identity_data(Some(&v), ty.as_ref()));
         let (upgraded_identity, diags) = match result {
             Ok(i) => (i, Diagnostics::new()),
             Err(d) => (None, d.into()),

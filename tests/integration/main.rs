@@ -22,5 +22,6 @@ mod provider_config;
 mod proxy;
 mod security;
 mod seed;
+mod state_compat;
 mod upgrades;
 mod vm;
