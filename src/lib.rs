@@ -1,4 +1,4 @@
-//! terraform-provider-dify: a Terraform/OpenTofu provider for self-hosting Dify on AWS.
+//! terraform-provider-dify: a Terraform provider for self-hosting Dify on AWS (tested on Terraform 1.6.6 to 1.15.5).
 //!
 //! Layers, each knowing only those below it: `protocol` (the wire) → `framework` (Terraform semantics) →
 //! `provider`, `resources`, `data_sources` (Dify on AWS) → `aws` (clients, retries, waiters).

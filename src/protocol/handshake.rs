@@ -44,7 +44,7 @@ impl Environment {
                     Ok(PLUGIN_PROTOCOL_VERSION)
                 } else {
                     Err(format!(
-                        "this provider speaks plugin protocol {PLUGIN_PROTOCOL_VERSION} only, but the client offered {list:?}; use Terraform 1.0 or later, or OpenTofu"
+                        "this provider speaks plugin protocol {PLUGIN_PROTOCOL_VERSION} only, but the client offered {list:?}; use Terraform 1.6 or later (the versions tested)"
                     ))
                 }
             }

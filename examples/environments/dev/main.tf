@@ -1,6 +1,6 @@
 # The dev environment of Dify on AWS.
 terraform {
-  required_version = ">= 1.5"
+  required_version = ">= 1.6"
 
   required_providers {
     dify = {
