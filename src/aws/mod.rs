@@ -1,12 +1,18 @@
 //! AWS access: clients built once from the provider block, the retry policy, call logging, error classification
-//! and ownership tags. Knows AWS; knows nothing of Terraform's wire protocol.
+//! (`AwsError`), ownership tags, and the finders and waiters resources share (`ec2`, `elbv2`, `route53`). Knows AWS;
+//! knows nothing of Terraform's wire protocol.
 
 pub mod calls;
+pub mod ec2;
+pub mod elbv2;
+pub mod route53;
 pub mod errors;
 pub mod security_group;
 pub mod snapshot_upload;
 pub mod tags;
 pub mod wait;
+
+pub use errors::{AwsError, ErrorKind, OpExt};
 
 use std::collections::BTreeMap;
 use std::time::Duration;

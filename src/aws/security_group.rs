@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{Filter, IpPermission, ResourceType, SecurityGroup};
 use tokio_util::sync::CancellationToken;
 
 use super::wait::{wait_until, Status};
-use super::{errors, tags, AwsClients};
+use super::{tags, AwsClients, OpExt};
 
 /// The group named `name` in `vpc_id` (left by an interrupted apply, or made by this one), with `wanted_tags`:
 /// found and re-tagged, or created with them.
@@ -21,7 +21,7 @@ pub async fn find_or_create(aws: &AwsClients, vpc_id: &str, name: &str, descript
         .filters(Filter::builder().name("group-name").values(name).build())
         .send()
         .await
-        .map_err(|e| format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e)))?
+        .op("EC2 DescribeSecurityGroups", "")?
         .security_groups
         .unwrap_or_default()
         .into_iter()
@@ -39,7 +39,7 @@ pub async fn find_or_create(aws: &AwsClients, vpc_id: &str, name: &str, descript
         .tag_specifications(tags::specification(ResourceType::SecurityGroup, wanted_tags))
         .send()
         .await
-        .map_err(|e| format!("EC2 CreateSecurityGroup {name}: {}", errors::describe(&e)))?
+        .op("EC2 CreateSecurityGroup", name)?
         .group_id
         .unwrap_or_default();
     Ok(SecurityGroup::builder().group_id(id).build())
@@ -54,7 +54,7 @@ pub async fn apply_ingress(aws: &AwsClients, id: &str, revoke: Vec<IpPermission>
             .set_ip_permissions(Some(revoke))
             .send()
             .await
-            .map_err(|e| format!("EC2 RevokeSecurityGroupIngress {id}: {}", errors::describe(&e)))?;
+            .op("EC2 RevokeSecurityGroupIngress", id)?;
     }
     if !authorize.is_empty() {
         aws.ec2
@@ -63,7 +63,7 @@ pub async fn apply_ingress(aws: &AwsClients, id: &str, revoke: Vec<IpPermission>
             .set_ip_permissions(Some(authorize))
             .send()
             .await
-            .map_err(|e| format!("EC2 AuthorizeSecurityGroupIngress {id}: {}", errors::describe(&e)))?;
+            .op("EC2 AuthorizeSecurityGroupIngress", id)?;
     }
     Ok(())
 }
@@ -74,7 +74,7 @@ async fn referenced_by(aws: &AwsClients, id: &str) -> Result<Vec<String>, String
     let (ingress, egress) = tokio::join!(by("ip-permission.group-id"), by("egress.ip-permission.group-id"));
     let mut found = Vec::new();
     for out in [ingress, egress] {
-        let out = out.map_err(|e| format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e)))?;
+        let out = out.op("EC2 DescribeSecurityGroups", "")?;
         for g in out.security_groups() {
             let label = format!("{} ({})", g.group_id().unwrap_or_default(), g.group_name().unwrap_or_default());
             if g.group_id() != Some(id) && !found.contains(&label) {
@@ -100,11 +100,11 @@ pub async fn delete(cancel: &CancellationToken, aws: &AwsClients, id: &str, time
         Err(e) => return Err(e),
     }
     wait_until(cancel, timeout, || async {
-        match aws.ec2.delete_security_group().group_id(id).send().await {
+        match aws.ec2.delete_security_group().group_id(id).send().await.op("EC2 DeleteSecurityGroup", id) {
             Ok(_) => Ok(Status::Done(())),
-            Err(e) if errors::is_not_found(&e) => Ok(Status::Done(())),
-            Err(e) if errors::code(&e) == Some("DependencyViolation") => Ok(Status::Pending("in use by network interfaces still being released".into())),
-            Err(e) => Err(format!("EC2 DeleteSecurityGroup {id}: {}", errors::describe(&e))),
+            Err(e) if e.is_not_found() => Ok(Status::Done(())),
+            Err(e) if e.code.as_deref() == Some("DependencyViolation") => Ok(Status::Pending("in use by network interfaces still being released".into())),
+            Err(e) => Err(e.into()),
         }
     })
     .await

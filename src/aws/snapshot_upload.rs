@@ -13,7 +13,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::errors;
+use super::{errors, OpExt};
 use crate::log;
 
 /// EBS direct APIs write snapshots in blocks of exactly this size.
@@ -106,7 +106,7 @@ pub async fn upload(ebs: &aws_sdk_ebs::Client, ec2: &aws_sdk_ec2::Client, cancel
     if let Some(kms) = &req.kms_key_arn {
         start = start.kms_key_arn(kms);
     }
-    let started = start.send().await.map_err(|e| format!("EBS StartSnapshot: {}", errors::describe(&e)))?;
+    let started = start.send().await.op("EBS StartSnapshot", "")?;
     let snapshot_id = started.snapshot_id().unwrap_or_default().to_string();
     log::info("uploading disk image", &[("snapshot_id", snapshot_id.clone().into()), ("path", req.path.display().to_string().into()), ("blocks", total_blocks.into())]);
 
@@ -121,7 +121,7 @@ pub async fn upload(ebs: &aws_sdk_ebs::Client, ec2: &aws_sdk_ec2::Client, cancel
                 .checksum_aggregation_method(ChecksumAggregationMethod::ChecksumAggregationLinear)
                 .send()
                 .await
-                .map_err(|e| format!("EBS CompleteSnapshot {snapshot_id}: {}", errors::describe(&e)))?;
+                .op("EBS CompleteSnapshot", &snapshot_id)?;
             Ok(Uploaded { snapshot_id, blocks_written: digests.len() as u64, blocks_skipped: skipped })
         }
         Err(e) => {
@@ -158,7 +158,7 @@ async fn put_blocks(ebs: &aws_sdk_ebs::Client, cancel: &CancellationToken, snaps
                 .block_data(ByteStream::from(block.data))
                 .send()
                 .await
-                .map_err(|e| format!("EBS PutSnapshotBlock {snapshot_id} block {}: {}", block.index, errors::describe(&e)))?;
+                .op("EBS PutSnapshotBlock", format!("{snapshot_id} block {}", block.index))?;
             Ok::<_, String>((block.index, digest))
         })
         .buffer_unordered(SNAPSHOT_UPLOAD_WORKERS);

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use sha2::{Digest, Sha256};
 
+use super::OpExt;
+
 /// The Name tag, managed through each resource's `name`.
 pub const NAME: &str = "Name";
 /// Prefix of the tags the provider manages itself (ownership, idempotency); never shown in `tags`.
@@ -59,11 +61,11 @@ pub fn diff(current: &BTreeMap<String, String>, wanted: &BTreeMap<String, String
 pub async fn sync_ec2(ec2: &aws_sdk_ec2::Client, id: &str, current: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> Result<(), String> {
     let (upsert, remove) = diff(current, wanted);
     if !upsert.is_empty() {
-        ec2.create_tags().resources(id).set_tags(Some(to_ec2(&upsert))).send().await.map_err(|e| format!("EC2 CreateTags {id}: {}", super::errors::describe(&e)))?;
+        ec2.create_tags().resources(id).set_tags(Some(to_ec2(&upsert))).send().await.op("EC2 CreateTags", id)?;
     }
     if !remove.is_empty() {
         let keys = remove.iter().map(|k| Tag::builder().key(k).build()).collect();
-        ec2.delete_tags().resources(id).set_tags(Some(keys)).send().await.map_err(|e| format!("EC2 DeleteTags {id}: {}", super::errors::describe(&e)))?;
+        ec2.delete_tags().resources(id).set_tags(Some(keys)).send().await.op("EC2 DeleteTags", id)?;
     }
     Ok(())
 }

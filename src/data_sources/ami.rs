@@ -1,10 +1,10 @@
 //! Data source `dify_ami`: the latest Amazon Linux 2023 image for an architecture.
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::Filter;
 use serde::Serialize;
 
-use crate::aws::{errors, AwsClients};
+use crate::aws::ec2::latest_al2023;
+use crate::aws::AwsClients;
 use crate::framework::decode::encode;
 use crate::framework::schema::{Attribute, Block, Schema};
 use crate::framework::validate;
@@ -16,38 +16,12 @@ pub struct Ami;
 pub const DEFAULT_ARCHITECTURE: &str = "x86_64";
 const ARCHITECTURES: &[&str] = &["x86_64", "arm64"];
 
-/// The standard AL2023 image names (`al2023-ami-2023.<release>-kernel-<version>-<arch>`); excludes the minimal, ECS
-/// and other derived images, which share the prefix but not this shape.
-pub fn image_name_pattern(architecture: &str) -> String {
-    format!("al2023-ami-2023.*-kernel-*-{architecture}")
-}
-
 #[derive(Serialize)]
 struct State {
     id: String,
     architecture: String,
     name: String,
     creation_date: String,
-}
-
-/// The latest image by creation date; the name (which embeds the release) breaks ties.
-pub async fn latest_al2023(aws: &AwsClients, architecture: &str) -> Result<aws_sdk_ec2::types::Image, String> {
-    let out = aws
-        .ec2
-        .describe_images()
-        .owners("amazon")
-        .filters(Filter::builder().name("name").values(image_name_pattern(architecture)).build())
-        .filters(Filter::builder().name("architecture").values(architecture).build())
-        .filters(Filter::builder().name("state").values("available").build())
-        .send()
-        .await
-        .map_err(|e| format!("EC2 DescribeImages: {}", errors::describe(&e)))?;
-    out.images
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|i| i.name().is_some_and(|n| !n.contains("minimal")))
-        .max_by(|a, b| (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name())))
-        .ok_or_else(|| format!("no Amazon Linux 2023 image for {architecture} in {}", aws.region))
 }
 
 #[async_trait]

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecordSet, RrType};
+use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
 use serde::Deserialize;
 
-use crate::aws::wait::{wait_until, Status};
-use crate::aws::{errors, AwsClients};
+use crate::aws::{route53, AwsClients};
 use crate::framework::decode::decode;
 use crate::framework::private::Private;
 use crate::framework::schema::{Attribute, Block, IdentityAttribute, IdentitySchema, NestedBlock, Schema};
@@ -68,11 +67,8 @@ fn identity(zone: &str, name: &str, ty: &str) -> Value {
 
 /// The A and AAAA records at `name`, in one call (Route 53 lists by name, then type).
 async fn find(aws: &AwsClients, zone: &str, name: &str) -> Result<(Option<ResourceRecordSet>, Option<ResourceRecordSet>), String> {
-    let out = match aws.route53.list_resource_record_sets().hosted_zone_id(zone).start_record_name(absolute(name)).start_record_type(RrType::A).max_items(2).send().await {
-        Ok(o) => o,
-        Err(e) => return Err(format!("Route 53 ListResourceRecordSets in {zone}: {}", errors::describe(&e))),
-    };
-    let pick = |t: RrType| out.resource_record_sets().iter().find(|r| same_name(r.name(), name) && *r.r#type() == t).cloned();
+    let records = route53::records_from(aws, zone, &absolute(name), RrType::A, 2).await?;
+    let pick = |t: RrType| records.iter().find(|r| same_name(r.name(), name) && *r.r#type() == t).cloned();
     Ok((pick(RrType::A), pick(RrType::Aaaa)))
 }
 
@@ -104,24 +100,7 @@ async fn change(ctx: &Ctx, aws: &AwsClients, zone: &str, changes: Vec<Change>, t
         return Ok(());
     }
     let batch = ChangeBatch::builder().set_changes(Some(changes)).comment("terraform-provider-dify").build().map_err(|e| e.to_string())?;
-    let out = aws
-        .route53
-        .change_resource_record_sets()
-        .hosted_zone_id(zone)
-        .change_batch(batch)
-        .send()
-        .await
-        .map_err(|e| format!("Route 53 ChangeResourceRecordSets in {zone}: {}", errors::describe(&e)))?;
-    let id = out.change_info().map(|c| c.id().to_string()).unwrap_or_default();
-    wait_until(&ctx.cancel, timeout, || async {
-        let c = aws.route53.get_change().id(&id).send().await.map_err(|e| format!("Route 53 GetChange {id}: {}", errors::describe(&e)))?;
-        Ok(match c.change_info().map(|i| i.status()) {
-            Some(ChangeStatus::Insync) => Status::Done(()),
-            other => Status::Pending(other.map(|s| s.as_str().to_string()).unwrap_or_else(|| "PENDING".into())),
-        })
-    })
-    .await
-    .map_err(|e| format!("waiting for change {id} to be INSYNC: {e}"))
+    route53::change_and_wait(&ctx.cancel, aws, zone, batch, timeout).await
 }
 
 fn change_of(action: ChangeAction, record: ResourceRecordSet) -> Result<Change, String> {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::aws::snapshot_upload::{self, size_gib, UploadRequest};
 use crate::aws::wait::{wait_until, Status};
-use crate::aws::{errors, tags, AwsClients};
+use crate::aws::{ec2, errors, tags, AwsClients, OpExt};
 use crate::framework::decode::decode;
 use crate::framework::private::Private;
 use crate::framework::resource::PlanRequest;
@@ -184,7 +184,7 @@ impl Resource for PersistentVolume {
             }
         }
 
-        let volume_id = match find_by_tag(aws, tags::CREATE_TOKEN, &token).await {
+        let volume_id = match ec2::find_volume_by_tag(aws, tags::CREATE_TOKEN, &token).await {
             Ok(Some(id)) => {
                 log::info("adopting the volume an interrupted apply created", &[("volume_id", id.clone().into())]);
                 id
@@ -203,7 +203,7 @@ impl Resource for PersistentVolume {
         };
 
         let waited = wait_until(&ctx.cancel, timeout, || async {
-            let v = find_volume(aws, &volume_id).await?;
+            let v = ec2::find_volume(aws, &volume_id).await?;
             Ok(match v.as_ref().and_then(|v| v.state()) {
                 Some(VolumeState::Available) | Some(VolumeState::InUse) => Status::Done(v),
                 Some(VolumeState::Error) => return Err(format!("volume {volume_id} entered the error state")),
@@ -232,7 +232,7 @@ impl Resource for PersistentVolume {
     async fn read(&self, ctx: &Ctx, state: &Value, private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
         let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
         let id = state.get("id").as_str()?.to_string();
-        match find_volume(aws, &id).await {
+        match ec2::find_volume(aws, &id).await {
             Ok(Some(v)) => {
                 let mut rs = volume_state(state, &v, aws, diags);
                 rs.private = private.clone();
@@ -285,12 +285,12 @@ impl Resource for PersistentVolume {
             if let Some(t) = spec.throughput.filter(|_| changed("throughput") || changed("type")) {
                 req = req.throughput(t as i32);
             }
-            if let Err(e) = req.send().await {
-                diags.error(format!("Error modifying EBS volume ({id})"), format!("EC2 ModifyVolume: {}", errors::describe(&e)));
+            if let Err(e) = req.send().await.op("EC2 ModifyVolume", "") {
+                diags.error(format!("Error modifying EBS volume ({id})"), e);
                 return Some(ResourceState { state: prior.clone(), private: private.clone(), identity: Some(identity(&id)) });
             }
             let waited = wait_until(&ctx.cancel, timeout, || async {
-                let out = aws.ec2.describe_volumes_modifications().volume_ids(&id).send().await.map_err(|e| format!("EC2 DescribeVolumesModifications: {}", errors::describe(&e)))?;
+                let out = aws.ec2.describe_volumes_modifications().volume_ids(&id).send().await.op("EC2 DescribeVolumesModifications", "")?;
                 let m = out.volumes_modifications().iter().max_by_key(|m| m.start_time().map(|t| t.secs()));
                 Ok(match m.and_then(|m| m.modification_state()) {
                     Some(VolumeModificationState::Optimizing) | Some(VolumeModificationState::Completed) => Status::Done(()),
@@ -304,7 +304,7 @@ impl Resource for PersistentVolume {
             }
         }
 
-        match find_volume(aws, &id).await {
+        match ec2::find_volume(aws, &id).await {
             Ok(Some(v)) => {
                 let mut rs = volume_state(planned, &v, aws, diags);
                 rs.private = private.clone();
@@ -325,7 +325,7 @@ impl Resource for PersistentVolume {
         let Ok(aws) = ctx.meta::<AwsClients>().map_err(|d| diags.push(d)) else { return };
         let id = prior.get("id").as_str().unwrap_or_default().to_string();
         let timeout = timeouts::get(prior, "delete", DELETE_TIMEOUT);
-        let volume = match find_volume(aws, &id).await {
+        let volume = match ec2::find_volume(aws, &id).await {
             Ok(Some(v)) => v,
             Ok(None) => return,
             Err(e) => {
@@ -362,14 +362,12 @@ impl Resource for PersistentVolume {
             }
         }
 
-        if let Err(e) = aws.ec2.delete_volume().volume_id(&id).send().await {
-            if !errors::is_not_found(&e) {
-                diags.error(format!("Error deleting EBS volume ({id})"), format!("EC2 DeleteVolume: {}", errors::describe(&e)));
-                return;
-            }
+        if let Err(e) = errors::found(aws.ec2.delete_volume().volume_id(&id).send().await.op("EC2 DeleteVolume", "")) {
+            diags.error(format!("Error deleting EBS volume ({id})"), e);
+            return;
         }
         let waited = wait_until(&ctx.cancel, timeout, || async {
-            Ok(match find_volume(aws, &id).await? {
+            Ok(match ec2::find_volume(aws, &id).await? {
                 None => Status::Done(()),
                 Some(v) => Status::Pending(v.state().map(|s| s.as_str().to_string()).unwrap_or_default()),
             })
@@ -387,7 +385,7 @@ impl Resource for PersistentVolume {
             diags.error(format!("Cannot import {id:?} as a dify_persistent_volume"), "give the EBS volume id, such as vol-0123456789abcdef0.");
             return None;
         }
-        match find_volume(aws, &id).await {
+        match ec2::find_volume(aws, &id).await {
             Ok(Some(v)) => {
                 let base = crate::object! {
                     "id" => Value::string(&id),
@@ -463,7 +461,7 @@ fn validate_performance(config: &Value, diags: &mut Diagnostics) {
 }
 
 async fn check_availability_zone(aws: &AwsClients, az: &str, diags: &mut Diagnostics) {
-    match aws.ec2.describe_availability_zones().send().await {
+    match aws.ec2.describe_availability_zones().send().await.op("EC2 DescribeAvailabilityZones", "") {
         Ok(out) => {
             let zones: Vec<&str> = out.availability_zones().iter().filter_map(|z| z.zone_name()).collect();
             if !zones.contains(&az) {
@@ -474,7 +472,7 @@ async fn check_availability_zone(aws: &AwsClients, az: &str, diags: &mut Diagnos
                 ));
             }
         }
-        Err(e) => diags.push(err_at("availability_zone", "Checking the availability zone", format!("EC2 DescribeAvailabilityZones: {}", errors::describe(&e)))),
+        Err(e) => diags.push(err_at("availability_zone", "Checking the availability zone", e)),
     }
 }
 
@@ -551,31 +549,6 @@ fn create_token(spec: &Spec) -> String {
     ])
 }
 
-async fn find_volume(aws: &AwsClients, id: &str) -> Result<Option<Volume>, String> {
-    match aws.ec2.describe_volumes().volume_ids(id).send().await {
-        Ok(out) => Ok(out.volumes.unwrap_or_default().into_iter().find(|v| !matches!(v.state(), Some(VolumeState::Deleted)))),
-        Err(e) if errors::is_not_found(&e) => Ok(None),
-        Err(e) => Err(format!("EC2 DescribeVolumes: {}", errors::describe(&e))),
-    }
-}
-
-/// A live volume carrying tag `key=value`, if any.
-async fn find_by_tag(aws: &AwsClients, key: &str, value: &str) -> Result<Option<String>, String> {
-    let out = aws
-        .ec2
-        .describe_volumes()
-        .filters(Filter::builder().name(format!("tag:{key}")).values(value).build())
-        .send()
-        .await
-        .map_err(|e| format!("EC2 DescribeVolumes: {}", errors::describe(&e)))?;
-    Ok(out
-        .volumes
-        .unwrap_or_default()
-        .into_iter()
-        .find(|v| !matches!(v.state(), Some(VolumeState::Deleted | VolumeState::Deleting | VolumeState::Error)))
-        .and_then(|v| v.volume_id))
-}
-
 async fn create_volume(aws: &AwsClients, spec: &Spec, token: &str) -> Result<String, String> {
     let mut all_tags = spec.tags_all.clone().unwrap_or_default();
     all_tags.insert(tags::NAME.to_string(), spec.name.clone());
@@ -601,7 +574,7 @@ async fn create_volume(aws: &AwsClients, spec: &Spec, token: &str) -> Result<Str
     if let Some(s) = &spec.snapshot_id {
         req = req.snapshot_id(s);
     }
-    let out = req.send().await.map_err(|e| format!("EC2 CreateVolume: {}", errors::describe(&e)))?;
+    let out = req.send().await.op("EC2 CreateVolume", "")?;
     out.volume_id.ok_or_else(|| "EC2 CreateVolume returned no volume id".to_string())
 }
 
@@ -615,7 +588,7 @@ async fn seed_snapshot(ctx: &Ctx, aws: &AwsClients, spec: &Spec, token: &str, ti
         .filters(Filter::builder().name(format!("tag:{}", tags::CREATE_TOKEN)).values(&source_token).build())
         .send()
         .await
-        .map_err(|e| format!("EC2 DescribeSnapshots: {}", errors::describe(&e)))?
+        .op("EC2 DescribeSnapshots", "")?
         .snapshots
         .unwrap_or_default();
     if let Some(done) = existing.iter().find(|s| s.state() == Some(&SnapshotState::Completed)) {
@@ -649,7 +622,7 @@ async fn seed_snapshot(ctx: &Ctx, aws: &AwsClients, spec: &Spec, token: &str, ti
 
 async fn wait_snapshot_completed(ctx: &Ctx, aws: &AwsClients, snapshot_id: &str, timeout: Duration) -> Result<(), String> {
     wait_until(&ctx.cancel, timeout, || async {
-        let out = aws.ec2.describe_snapshots().snapshot_ids(snapshot_id).send().await.map_err(|e| format!("EC2 DescribeSnapshots: {}", errors::describe(&e)))?;
+        let out = aws.ec2.describe_snapshots().snapshot_ids(snapshot_id).send().await.op("EC2 DescribeSnapshots", "")?;
         let snap = out.snapshots().first();
         Ok(match snap.and_then(|s| s.state()) {
             Some(SnapshotState::Completed) => Status::Done(()),
@@ -671,7 +644,7 @@ async fn final_snapshot(ctx: &Ctx, aws: &AwsClients, volume: &Volume, timeout: D
         .filters(Filter::builder().name(format!("tag:{}", tags::FINAL_SNAPSHOT_OF)).values(id).build())
         .send()
         .await
-        .map_err(|e| format!("EC2 DescribeSnapshots: {}", errors::describe(&e)))?
+        .op("EC2 DescribeSnapshots", "")?
         .snapshots
         .unwrap_or_default();
     let snapshot_id = match existing.iter().find(|s| s.state() != Some(&SnapshotState::Error)) {
@@ -689,7 +662,7 @@ async fn final_snapshot(ctx: &Ctx, aws: &AwsClients, volume: &Volume, timeout: D
                 .tag_specifications(tags::specification(ResourceType::Snapshot, &snap_tags))
                 .send()
                 .await
-                .map_err(|e| format!("EC2 CreateSnapshot: {}", errors::describe(&e)))?
+                .op("EC2 CreateSnapshot", "")?
                 .snapshot_id
                 .unwrap_or_default()
         }

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, UserIdGroupPair};
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, Certificate, Listener, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum, Matcher, ProtocolEnum, RedirectActionConfig,
-    RedirectActionStatusCodeEnum, Tag as ElbTag, TargetGroup, TargetGroupAttribute, TargetTypeEnum,
+    Action, ActionTypeEnum, Certificate, Listener, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, Matcher, ProtocolEnum, RedirectActionConfig,
+    RedirectActionStatusCodeEnum, TargetGroup, TargetGroupAttribute, TargetTypeEnum,
 };
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::observe::{find_load_balancer, forward_target, ingress, non_default, Lookup, Observed, HTTPS_PORT, HTTP_PORT};
-use crate::aws::wait::{wait_until, Status};
-use crate::aws::{errors, security_group, tags, AwsClients};
+use super::observe::{forward_target, ingress, non_default, Observed, HTTPS_PORT, HTTP_PORT};
+use crate::aws::elbv2::{self, Lookup};
+use crate::aws::{ec2, errors, security_group, tags, AwsClients, OpExt};
 use crate::log;
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -77,10 +77,6 @@ fn owner_tags(spec: &Spec, name_tag: Option<String>) -> BTreeMap<String, String>
     t
 }
 
-fn elb_tags(t: &BTreeMap<String, String>) -> Vec<ElbTag> {
-    t.iter().map(|(k, v)| ElbTag::builder().key(k).value(v).build()).collect()
-}
-
 /// The ports the security group opens: 443 and 80 (for the redirect) with a certificate, 80 without.
 fn open_ports(spec: &Spec) -> Vec<i32> {
     if spec.certificate_arn.is_some() {
@@ -106,11 +102,7 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
     if let Some(old) = old_tg.filter(|old| *old != tg_arn) {
         // Listeners point at the new group now; the old one can go.
         log::info("deleting the replaced target group", &[("target_group_arn", old.clone().into())]);
-        if let Err(e) = aws.elbv2.delete_target_group().target_group_arn(&old).send().await {
-            if !errors::is_not_found(&e) {
-                return Err(format!("ELBv2 DeleteTargetGroup {old}: {}", errors::describe(&e)));
-            }
-        }
+        errors::found(aws.elbv2.delete_target_group().target_group_arn(&old).send().await.op("ELBv2 DeleteTargetGroup", &old))?;
     }
     Ok(Converged { lb_arn, target_group_arn: tg_arn })
 }
@@ -175,10 +167,10 @@ async fn converge_load_balancer(cancel: &CancellationToken, aws: &AwsClients, sp
     let wanted_tags = owner_tags(spec, None);
     let (lb, tags_now) = match current {
         Some(c) => (c.lb.clone(), c.lb_tags.clone()),
-        None => match find_load_balancer(aws, Lookup::Name(&spec.name)).await? {
+        None => match elbv2::find_load_balancer(aws, Lookup::Name(&spec.name)).await? {
             Some(lb) => {
                 let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
-                let t = describe_tags(aws, &arn).await?;
+                let t = elbv2::tags_of(aws, &arn).await?;
                 if t.get(tags::OWNER_ALB) != Some(&spec.name) {
                     return Err(format!(
                         "a load balancer named {} already exists ({arn}) and this configuration did not create it; adopt it with `terraform import dify_alb.<name> {arn}` or choose another name",
@@ -197,10 +189,10 @@ async fn converge_load_balancer(cancel: &CancellationToken, aws: &AwsClients, sp
                     .security_groups(sg_id)
                     .scheme(if spec.internal { LoadBalancerSchemeEnum::Internal } else { LoadBalancerSchemeEnum::InternetFacing })
                     .r#type(LoadBalancerTypeEnum::Application)
-                    .set_tags(Some(elb_tags(&wanted_tags)))
+                    .set_tags(Some(elbv2::to_elb(&wanted_tags)))
                     .send()
                     .await
-                    .map_err(|e| format!("ELBv2 CreateLoadBalancer {}: {}", spec.name, errors::describe(&e)))?;
+                    .op("ELBv2 CreateLoadBalancer", &spec.name)?;
                 let lb = out.load_balancers.unwrap_or_default().into_iter().next().ok_or("ELBv2 CreateLoadBalancer returned no load balancer")?;
                 (lb, wanted_tags.clone())
             }
@@ -208,17 +200,7 @@ async fn converge_load_balancer(cancel: &CancellationToken, aws: &AwsClients, sp
     };
     let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
 
-    wait_until(cancel, timeout, || async {
-        // Just created, AWS may not list it yet (eventual consistency): keep waiting.
-        let Some(lb) = find_load_balancer(aws, Lookup::Arn(&arn)).await? else { return Ok(Status::Pending("not visible yet".into())) };
-        Ok(match lb.state().and_then(|s| s.code()) {
-            Some(LoadBalancerStateEnum::Active) | None => Status::Done(()),
-            Some(LoadBalancerStateEnum::Failed) => return Err(format!("load balancer {arn} failed: {}", lb.state().and_then(|s| s.reason()).unwrap_or("no reason given"))),
-            Some(other) => Status::Pending(other.as_str().to_string()),
-        })
-    })
-    .await
-    .map_err(|e| format!("waiting for load balancer {arn} to become active: {e}"))?;
+    elbv2::wait_load_balancer_active(cancel, aws, &arn, timeout).await?;
 
     let subnets_now: BTreeSet<String> = lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(str::to_string)).collect();
     if subnets_now != spec.subnet_ids {
@@ -228,7 +210,7 @@ async fn converge_load_balancer(cancel: &CancellationToken, aws: &AwsClients, sp
             .set_subnets(Some(spec.subnet_ids.iter().cloned().collect()))
             .send()
             .await
-            .map_err(|e| format!("ELBv2 SetSubnets {arn}: {}", errors::describe(&e)))?;
+            .op("ELBv2 SetSubnets", &arn)?;
     }
     if !lb.security_groups().iter().any(|g| g == sg_id) {
         aws.elbv2
@@ -237,7 +219,7 @@ async fn converge_load_balancer(cancel: &CancellationToken, aws: &AwsClients, sp
             .security_groups(sg_id)
             .send()
             .await
-            .map_err(|e| format!("ELBv2 SetSecurityGroups {arn}: {}", errors::describe(&e)))?;
+            .op("ELBv2 SetSecurityGroups", &arn)?;
     }
 
     let mut wanted_attrs = BTreeMap::from([
@@ -263,26 +245,10 @@ async fn converge_load_balancer(cancel: &CancellationToken, aws: &AwsClients, sp
             .set_attributes(Some(changed))
             .send()
             .await
-            .map_err(|e| format!("ELBv2 ModifyLoadBalancerAttributes {arn}: {}", errors::describe(&e)))?;
+            .op("ELBv2 ModifyLoadBalancerAttributes", &arn)?;
     }
-    sync_elb_tags(aws, &arn, &tags_now, &wanted_tags).await?;
+    elbv2::sync_elb_tags(aws, &arn, &tags_now, &wanted_tags).await?;
     Ok(arn)
-}
-
-async fn describe_tags(aws: &AwsClients, arn: &str) -> Result<BTreeMap<String, String>, String> {
-    let out = aws.elbv2.describe_tags().resource_arns(arn).send().await.map_err(|e| format!("ELBv2 DescribeTags: {}", errors::describe(&e)))?;
-    Ok(out.tag_descriptions().iter().flat_map(|d| d.tags()).filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect())
-}
-
-async fn sync_elb_tags(aws: &AwsClients, arn: &str, now: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> Result<(), String> {
-    let (upsert, remove) = tags::diff(now, wanted);
-    if !upsert.is_empty() {
-        aws.elbv2.add_tags().resource_arns(arn).set_tags(Some(elb_tags(&upsert))).send().await.map_err(|e| format!("ELBv2 AddTags {arn}: {}", errors::describe(&e)))?;
-    }
-    if !remove.is_empty() {
-        aws.elbv2.remove_tags().resource_arns(arn).set_tag_keys(Some(remove)).send().await.map_err(|e| format!("ELBv2 RemoveTags {arn}: {}", errors::describe(&e)))?;
-    }
-    Ok(())
 }
 
 fn health_check_of(tg: &TargetGroup) -> HealthCheck {
@@ -304,11 +270,7 @@ async fn converge_target_group(aws: &AwsClients, spec: &Spec, current: Option<&O
     let (tg, tags_now, attrs_now) = match reusable {
         Some(tg) => (tg, current.map(|c| c.target_group_tags.clone()), current.map(|c| c.target_group_attributes.clone()).unwrap_or_default()),
         None => {
-            let found = match aws.elbv2.describe_target_groups().names(&name).send().await {
-                Ok(o) => o.target_groups.unwrap_or_default().into_iter().next(),
-                Err(e) if errors::is_not_found(&e) => None,
-                Err(e) => return Err(format!("ELBv2 DescribeTargetGroups: {}", errors::describe(&e))),
-            };
+            let found = errors::found(aws.elbv2.describe_target_groups().names(&name).send().await.op("ELBv2 DescribeTargetGroups", ""))?.and_then(|o| o.target_groups.unwrap_or_default().into_iter().next());
             match found {
                 Some(tg) => (tg, None, BTreeMap::new()),
                 None => {
@@ -329,10 +291,10 @@ async fn converge_target_group(aws: &AwsClients, spec: &Spec, current: Option<&O
                         .healthy_threshold_count(hc.healthy_threshold as i32)
                         .unhealthy_threshold_count(hc.unhealthy_threshold as i32)
                         .matcher(Matcher::builder().http_code(&hc.matcher).build())
-                        .set_tags(Some(elb_tags(&wanted_tags)))
+                        .set_tags(Some(elbv2::to_elb(&wanted_tags)))
                         .send()
                         .await
-                        .map_err(|e| format!("ELBv2 CreateTargetGroup {name}: {}", errors::describe(&e)))?;
+                        .op("ELBv2 CreateTargetGroup", &name)?;
                     let tg = out.target_groups.unwrap_or_default().into_iter().next().ok_or("ELBv2 CreateTargetGroup returned no target group")?;
                     (tg, Some(wanted_tags.clone()), BTreeMap::new())
                 }
@@ -353,7 +315,7 @@ async fn converge_target_group(aws: &AwsClients, spec: &Spec, current: Option<&O
             .matcher(Matcher::builder().http_code(&hc.matcher).build())
             .send()
             .await
-            .map_err(|e| format!("ELBv2 ModifyTargetGroup {arn}: {}", errors::describe(&e)))?;
+            .op("ELBv2 ModifyTargetGroup", &arn)?;
     }
     let delay = spec.deregistration_delay.to_string();
     if attrs_now.get("deregistration_delay.timeout_seconds") != Some(&delay) {
@@ -363,13 +325,13 @@ async fn converge_target_group(aws: &AwsClients, spec: &Spec, current: Option<&O
             .attributes(TargetGroupAttribute::builder().key("deregistration_delay.timeout_seconds").value(&delay).build())
             .send()
             .await
-            .map_err(|e| format!("ELBv2 ModifyTargetGroupAttributes {arn}: {}", errors::describe(&e)))?;
+            .op("ELBv2 ModifyTargetGroupAttributes", &arn)?;
     }
     let tags_now = match tags_now {
         Some(t) => t,
-        None => describe_tags(aws, &arn).await?,
+        None => elbv2::tags_of(aws, &arn).await?,
     };
-    sync_elb_tags(aws, &arn, &tags_now, &wanted_tags).await?;
+    elbv2::sync_elb_tags(aws, &arn, &tags_now, &wanted_tags).await?;
     Ok(arn)
 }
 
@@ -400,7 +362,7 @@ async fn converge_listeners(aws: &AwsClients, spec: &Spec, lb_arn: &str, tg_arn:
                 .load_balancer_arn(lb_arn)
                 .send()
                 .await
-                .map_err(|e| format!("ELBv2 DescribeListeners: {}", errors::describe(&e)))?
+                .op("ELBv2 DescribeListeners", "")?
                 .listeners
                 .unwrap_or_default();
             let find = |port: i32| listeners.iter().find(|l| l.port() == Some(port)).cloned();
@@ -425,7 +387,7 @@ async fn converge_listeners(aws: &AwsClients, spec: &Spec, lb_arn: &str, tg_arn:
                             .default_actions(forward(tg_arn))
                             .send()
                             .await
-                            .map_err(|e| format!("ELBv2 ModifyListener {arn}: {}", errors::describe(&e)))?;
+                            .op("ELBv2 ModifyListener", &arn)?;
                     }
                     arn
                 }
@@ -438,10 +400,10 @@ async fn converge_listeners(aws: &AwsClients, spec: &Spec, lb_arn: &str, tg_arn:
                     .certificates(Certificate::builder().certificate_arn(cert).build())
                     .ssl_policy(&spec.ssl_policy)
                     .default_actions(forward(tg_arn))
-                    .set_tags(Some(elb_tags(&owner_tags(spec, None))))
+                    .set_tags(Some(elbv2::to_elb(&owner_tags(spec, None))))
                     .send()
                     .await
-                    .map_err(|e| format!("ELBv2 CreateListener HTTPS: {}", errors::describe(&e)))?
+                    .op("ELBv2 CreateListener", "HTTPS")?
                     .listeners
                     .unwrap_or_default()
                     .into_iter()
@@ -456,7 +418,7 @@ async fn converge_listeners(aws: &AwsClients, spec: &Spec, lb_arn: &str, tg_arn:
                 Some(l) if is_redirect(l) => {}
                 Some(l) => {
                     let arn = l.listener_arn().unwrap_or_default();
-                    aws.elbv2.modify_listener().listener_arn(arn).default_actions(redirect_to_https()).send().await.map_err(|e| format!("ELBv2 ModifyListener {arn}: {}", errors::describe(&e)))?;
+                    aws.elbv2.modify_listener().listener_arn(arn).default_actions(redirect_to_https()).send().await.op("ELBv2 ModifyListener", arn)?;
                 }
                 None => {
                     create_http_listener(aws, spec, lb_arn, redirect_to_https()).await?;
@@ -466,13 +428,13 @@ async fn converge_listeners(aws: &AwsClients, spec: &Spec, lb_arn: &str, tg_arn:
         None => {
             if let Some(l) = &https {
                 let arn = l.listener_arn().unwrap_or_default();
-                aws.elbv2.delete_listener().listener_arn(arn).send().await.map_err(|e| format!("ELBv2 DeleteListener {arn}: {}", errors::describe(&e)))?;
+                aws.elbv2.delete_listener().listener_arn(arn).send().await.op("ELBv2 DeleteListener", arn)?;
             }
             match &http {
                 Some(l) if forward_target(l).as_deref() == Some(tg_arn) => {}
                 Some(l) => {
                     let arn = l.listener_arn().unwrap_or_default();
-                    aws.elbv2.modify_listener().listener_arn(arn).default_actions(forward(tg_arn)).send().await.map_err(|e| format!("ELBv2 ModifyListener {arn}: {}", errors::describe(&e)))?;
+                    aws.elbv2.modify_listener().listener_arn(arn).default_actions(forward(tg_arn)).send().await.op("ELBv2 ModifyListener", arn)?;
                 }
                 None => {
                     create_http_listener(aws, spec, lb_arn, forward(tg_arn)).await?;
@@ -490,10 +452,10 @@ async fn create_http_listener(aws: &AwsClients, spec: &Spec, lb_arn: &str, actio
         .protocol(ProtocolEnum::Http)
         .port(HTTP_PORT)
         .default_actions(action)
-        .set_tags(Some(elb_tags(&owner_tags(spec, None))))
+        .set_tags(Some(elbv2::to_elb(&owner_tags(spec, None))))
         .send()
         .await
-        .map_err(|e| format!("ELBv2 CreateListener HTTP: {}", errors::describe(&e)))?;
+        .op("ELBv2 CreateListener", "HTTP")?;
     Ok(())
 }
 
@@ -506,7 +468,7 @@ async fn converge_additional_certificates(aws: &AwsClients, listener_arn: &str, 
                 .listener_arn(listener_arn)
                 .send()
                 .await
-                .map_err(|e| format!("ELBv2 DescribeListenerCertificates: {}", errors::describe(&e)))?
+                .op("ELBv2 DescribeListenerCertificates", "")?
                 .certificates
                 .unwrap_or_default(),
         ),
@@ -516,7 +478,7 @@ async fn converge_additional_certificates(aws: &AwsClients, listener_arn: &str, 
     let add: Vec<Certificate> = wanted.difference(&now).map(|c| Certificate::builder().certificate_arn(c).build()).collect();
     let remove: Vec<Certificate> = now.difference(&wanted).map(|c| Certificate::builder().certificate_arn(c).build()).collect();
     if !add.is_empty() {
-        aws.elbv2.add_listener_certificates().listener_arn(listener_arn).set_certificates(Some(add)).send().await.map_err(|e| format!("ELBv2 AddListenerCertificates: {}", errors::describe(&e)))?;
+        aws.elbv2.add_listener_certificates().listener_arn(listener_arn).set_certificates(Some(add)).send().await.op("ELBv2 AddListenerCertificates", "")?;
     }
     if !remove.is_empty() {
         aws.elbv2
@@ -525,7 +487,7 @@ async fn converge_additional_certificates(aws: &AwsClients, listener_arn: &str, 
             .set_certificates(Some(remove))
             .send()
             .await
-            .map_err(|e| format!("ELBv2 RemoveListenerCertificates: {}", errors::describe(&e)))?;
+            .op("ELBv2 RemoveListenerCertificates", "")?;
     }
     Ok(())
 }
@@ -536,26 +498,11 @@ pub async fn tear_down(cancel: &CancellationToken, aws: &AwsClients, o: &Observe
     let arn = o.arn().to_string();
     for l in o.https.iter().chain(o.http.iter()) {
         if let Some(la) = l.listener_arn() {
-            if let Err(e) = aws.elbv2.delete_listener().listener_arn(la).send().await {
-                if !errors::is_not_found(&e) {
-                    return Err(format!("ELBv2 DeleteListener {la}: {}", errors::describe(&e)));
-                }
-            }
+            errors::found(aws.elbv2.delete_listener().listener_arn(la).send().await.op("ELBv2 DeleteListener", la))?;
         }
     }
-    if let Err(e) = aws.elbv2.delete_load_balancer().load_balancer_arn(&arn).send().await {
-        if !errors::is_not_found(&e) {
-            return Err(format!("ELBv2 DeleteLoadBalancer {arn}: {}", errors::describe(&e)));
-        }
-    }
-    wait_until(cancel, timeout, || async {
-        Ok(match find_load_balancer(aws, Lookup::Arn(&arn)).await? {
-            None => Status::Done(()),
-            Some(_) => Status::Pending("deleting".into()),
-        })
-    })
-    .await
-    .map_err(|e| format!("waiting for load balancer {arn} to be deleted: {e}"))?;
+    errors::found(aws.elbv2.delete_load_balancer().load_balancer_arn(&arn).send().await.op("ELBv2 DeleteLoadBalancer", &arn))?;
+    elbv2::wait_load_balancer_deleted(cancel, aws, &arn, timeout).await?;
     let rest = Remnants {
         target_group_arn: o.target_group.as_ref().and_then(|t| t.target_group_arn()).map(str::to_string),
         // The security group belongs to the resource, whether it made it or adopted it on import.
@@ -589,19 +536,14 @@ impl Remnants {
 pub async fn remnants(aws: &AwsClients, recorded: &Remnants) -> Result<Remnants, String> {
     let mut found = Remnants::default();
     if let Some(tg) = &recorded.target_group_arn {
-        match aws.elbv2.describe_target_groups().target_group_arns(tg).send().await {
-            Ok(out) if !out.target_groups().is_empty() => found.target_group_arn = Some(tg.clone()),
-            Ok(_) => {}
-            Err(e) if errors::is_not_found(&e) => {}
-            Err(e) => return Err(format!("ELBv2 DescribeTargetGroups {tg}: {}", errors::describe(&e))),
+        let out = errors::found(aws.elbv2.describe_target_groups().target_group_arns(tg).send().await.op("ELBv2 DescribeTargetGroups", tg))?;
+        if out.is_some_and(|o| !o.target_groups().is_empty()) {
+            found.target_group_arn = Some(tg.clone());
         }
     }
     if let Some(sg) = &recorded.security_group_id {
-        match aws.ec2.describe_security_groups().group_ids(sg).send().await {
-            Ok(out) if !out.security_groups().is_empty() => found.security_group_id = Some(sg.clone()),
-            Ok(_) => {}
-            Err(e) if errors::is_not_found(&e) => {}
-            Err(e) => return Err(format!("EC2 DescribeSecurityGroups {sg}: {}", errors::describe(&e))),
+        if ec2::find_security_group(aws, sg).await?.is_some() {
+            found.security_group_id = Some(sg.clone());
         }
     }
     Ok(found)
@@ -610,11 +552,7 @@ pub async fn remnants(aws: &AwsClients, recorded: &Remnants) -> Result<Remnants,
 /// Deletes the target group, then the security group (the last steps of a teardown); gone ones are skipped.
 pub async fn tear_down_remnants(cancel: &CancellationToken, aws: &AwsClients, rest: &Remnants, timeout: Duration) -> Result<(), String> {
     if let Some(tg) = &rest.target_group_arn {
-        if let Err(e) = aws.elbv2.delete_target_group().target_group_arn(tg).send().await {
-            if !errors::is_not_found(&e) {
-                return Err(format!("ELBv2 DeleteTargetGroup {tg}: {}", errors::describe(&e)));
-            }
-        }
+        errors::found(aws.elbv2.delete_target_group().target_group_arn(tg).send().await.op("ELBv2 DeleteTargetGroup", tg))?;
     }
     if let Some(sg) = &rest.security_group_id {
         security_group::delete(cancel, aws, sg, timeout).await?;

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::wait::{wait_until, Status};
-use crate::aws::{errors, tags, AwsClients};
+use crate::aws::{ec2, tags, AwsClients, OpExt};
 use crate::framework::decode::decode;
 use crate::framework::private::Private;
 use crate::framework::resource::{ListResult, PlanRequest};
@@ -23,7 +23,8 @@ use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, ListResource, Res
 use crate::object;
 
 use self::converge::{converge, remnants, tear_down, tear_down_remnants, Remnants, Spec};
-use self::observe::{find_load_balancer, observe, Lookup, Observed};
+use self::observe::{observe, Observed};
+use crate::aws::elbv2::{find_load_balancer, Lookup};
 use super::planned_tags_all;
 
 pub const TYPE_NAME: &str = "dify_alb";
@@ -251,11 +252,11 @@ impl Resource for Alb {
         if let (Some(aws), Some(subnets)) = (aws, plan.planned.get("subnet_ids").elements()) {
             let ids: Vec<String> = subnets.iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
             if ids.len() == subnets.len() && ids.len() >= 2 && prior.get("subnet_ids") != plan.planned.get("subnet_ids") {
-                match aws.ec2.describe_subnets().set_subnet_ids(Some(ids.clone())).send().await {
-                    Ok(out) => {
-                        let zones: BTreeSet<&str> = out.subnets().iter().filter_map(|s| s.availability_zone()).collect();
+                match ec2::describe_subnets(aws, ids.clone()).await {
+                    Ok(subnets) => {
+                        let zones: BTreeSet<&str> = subnets.iter().filter_map(|s| s.availability_zone()).collect();
                         let vpc = plan.planned.get("vpc_id").as_str();
-                        if let Some(other) = out.subnets().iter().find(|s| vpc.is_some() && s.vpc_id() != vpc) {
+                        if let Some(other) = subnets.iter().find(|s| vpc.is_some() && s.vpc_id() != vpc) {
                             diags.error_at(
                                 AttrPath::root("subnet_ids"),
                                 format!("Subnet {} is not in VPC {}", other.subnet_id().unwrap_or_default(), vpc.unwrap_or_default()),
@@ -269,7 +270,7 @@ impl Resource for Alb {
                             );
                         }
                     }
-                    Err(e) => diags.error_at(AttrPath::root("subnet_ids"), "Checking the subnets", format!("EC2 DescribeSubnets: {}", errors::describe(&e))),
+                    Err(e) => diags.error_at(AttrPath::root("subnet_ids"), "Checking the subnets", e),
                 }
             }
         }
@@ -476,10 +477,10 @@ impl ListResource for AlbList {
         let mut all = Vec::new();
         let mut marker = None;
         loop {
-            let page = match aws.elbv2.describe_load_balancers().set_marker(marker).send().await {
+            let page = match aws.elbv2.describe_load_balancers().set_marker(marker).send().await.op("ELBv2 DescribeLoadBalancers", "") {
                 Ok(p) => p,
                 Err(e) => {
-                    diags.error("Listing load balancers", format!("ELBv2 DescribeLoadBalancers: {}", errors::describe(&e)));
+                    diags.error("Listing load balancers", e);
                     return vec![];
                 }
             };
@@ -493,7 +494,7 @@ impl ListResource for AlbList {
             let mut keep = BTreeSet::new();
             for chunk in all.chunks(20) {
                 let arns: Vec<String> = chunk.iter().filter_map(|l| l.load_balancer_arn().map(str::to_string)).collect();
-                match aws.elbv2.describe_tags().set_resource_arns(Some(arns)).send().await {
+                match aws.elbv2.describe_tags().set_resource_arns(Some(arns)).send().await.op("ELBv2 DescribeTags", "") {
                     Ok(out) => {
                         for d in out.tag_descriptions() {
                             let has = |k: &String, v: &String| d.tags().iter().any(|t| t.key() == Some(k) && t.value() == Some(v));
@@ -503,7 +504,7 @@ impl ListResource for AlbList {
                         }
                     }
                     Err(e) => {
-                        diags.error("Listing load balancers", format!("ELBv2 DescribeTags: {}", errors::describe(&e)));
+                        diags.error("Listing load balancers", e);
                         return vec![];
                     }
                 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ec2::types::SecurityGroup;
 use aws_sdk_elasticloadbalancingv2::types::{ActionTypeEnum, Listener, LoadBalancer, LoadBalancerSchemeEnum, ProtocolEnum, TargetGroup};
 
-use crate::aws::{errors, tags, AwsClients};
+use crate::aws::{ec2, errors, tags, AwsClients, OpExt};
 use crate::framework::timeouts;
 use crate::framework::value::Value;
 use crate::object;
@@ -47,28 +47,9 @@ pub fn forward_target(l: &Listener) -> Option<String> {
     })
 }
 
-pub enum Lookup<'a> {
-    Arn(&'a str),
-    Name(&'a str),
-}
-
 /// The certificates of a listener besides its default one (the SNI certificates).
 pub fn non_default(certificates: Vec<aws_sdk_elasticloadbalancingv2::types::Certificate>) -> BTreeSet<String> {
     certificates.into_iter().filter(|c| c.is_default() != Some(true)).filter_map(|c| c.certificate_arn).collect()
-}
-
-/// Finds the load balancer by ARN or name; `None` when it does not exist.
-pub async fn find_load_balancer(aws: &AwsClients, lookup: Lookup<'_>) -> Result<Option<LoadBalancer>, String> {
-    let req = aws.elbv2.describe_load_balancers();
-    let req = match lookup {
-        Lookup::Arn(a) => req.load_balancer_arns(a),
-        Lookup::Name(n) => req.names(n),
-    };
-    match req.send().await {
-        Ok(out) => Ok(out.load_balancers.unwrap_or_default().into_iter().next()),
-        Err(e) if errors::is_not_found(&e) => Ok(None),
-        Err(e) => Err(format!("ELBv2 DescribeLoadBalancers: {}", errors::describe(&e))),
-    }
 }
 
 /// Reads the load balancer and its parts: 6–8 calls, the independent ones concurrently.
@@ -83,21 +64,17 @@ pub async fn observe(aws: &AwsClients, lb: LoadBalancer, known_target_group: Opt
             if sg_ids.is_empty() {
                 return Ok(vec![]);
             }
-            match aws.ec2.describe_security_groups().set_group_ids(Some(sg_ids.clone())).send().await {
-                Ok(o) => Ok(o.security_groups.unwrap_or_default()),
-                Err(e) if errors::is_not_found(&e) => Ok(vec![]),
-                Err(e) => Err(format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e))),
-            }
+            ec2::find_security_groups(aws, sg_ids.clone()).await
         }
     );
     let lb_attributes = attributes
-        .map_err(|e| format!("ELBv2 DescribeLoadBalancerAttributes: {}", errors::describe(&e)))?
+        .op("ELBv2 DescribeLoadBalancerAttributes", "")?
         .attributes
         .unwrap_or_default()
         .into_iter()
         .filter_map(|a| Some((a.key?, a.value.unwrap_or_default())))
         .collect();
-    let listeners = listeners.map_err(|e| format!("ELBv2 DescribeListeners: {}", errors::describe(&e)))?.listeners.unwrap_or_default();
+    let listeners = listeners.op("ELBv2 DescribeListeners", "")?.listeners.unwrap_or_default();
     let https = listeners.iter().find(|l| l.port() == Some(HTTPS_PORT) && l.protocol() == Some(&ProtocolEnum::Https)).cloned();
     let http = listeners.iter().find(|l| l.port() == Some(HTTP_PORT) && l.protocol() == Some(&ProtocolEnum::Http)).cloned();
     let groups = groups?;
@@ -110,17 +87,12 @@ pub async fn observe(aws: &AwsClients, lb: LoadBalancer, known_target_group: Opt
                 aws.elbv2.describe_target_groups().target_group_arns(tg).send(),
                 aws.elbv2.describe_target_group_attributes().target_group_arn(tg).send()
             );
-            match groups {
-                Ok(o) => {
-                    let attrs = match attrs {
-                        Ok(a) => a.attributes.unwrap_or_default(),
-                        Err(e) if errors::is_not_found(&e) => vec![],
-                        Err(e) => return Err(format!("ELBv2 DescribeTargetGroupAttributes: {}", errors::describe(&e))),
-                    };
+            match errors::found(groups.op("ELBv2 DescribeTargetGroups", ""))? {
+                Some(o) => {
+                    let attrs = errors::found(attrs.op("ELBv2 DescribeTargetGroupAttributes", ""))?.and_then(|a| a.attributes).unwrap_or_default();
                     (o.target_groups.unwrap_or_default().into_iter().next(), attrs.into_iter().filter_map(|a| Some((a.key?, a.value.unwrap_or_default()))).collect())
                 }
-                Err(e) if errors::is_not_found(&e) => (None, BTreeMap::new()),
-                Err(e) => return Err(format!("ELBv2 DescribeTargetGroups: {}", errors::describe(&e))),
+                None => (None, BTreeMap::new()),
             }
         }
         None => (None, BTreeMap::new()),
@@ -132,11 +104,11 @@ pub async fn observe(aws: &AwsClients, lb: LoadBalancer, known_target_group: Opt
     }
     let (tag_descriptions, certificates) = tokio::join!(aws.elbv2.describe_tags().set_resource_arns(Some(arns)).send(), async {
         match https.as_ref().and_then(|l| l.listener_arn()) {
-            Some(l) => aws.elbv2.describe_listener_certificates().listener_arn(l).send().await.map(|o| o.certificates.unwrap_or_default()).map_err(|e| errors::describe(&e)),
+            Some(l) => aws.elbv2.describe_listener_certificates().listener_arn(l).send().await.op("ELBv2 DescribeListenerCertificates", "").map(|o| o.certificates.unwrap_or_default()),
             None => Ok(vec![]),
         }
     });
-    let tag_descriptions = tag_descriptions.map_err(|e| format!("ELBv2 DescribeTags: {}", errors::describe(&e)))?.tag_descriptions.unwrap_or_default();
+    let tag_descriptions = tag_descriptions.op("ELBv2 DescribeTags", "")?.tag_descriptions.unwrap_or_default();
     let tags_of = |resource: Option<&str>| -> BTreeMap<String, String> {
         tag_descriptions
             .iter()
@@ -146,7 +118,7 @@ pub async fn observe(aws: &AwsClients, lb: LoadBalancer, known_target_group: Opt
     };
     let lb_tags = tags_of(Some(arn.as_str()));
     let target_group_tags = tags_of(target_group.as_ref().and_then(|t| t.target_group_arn()));
-    let additional_certificates = non_default(certificates.map_err(|e| format!("ELBv2 DescribeListenerCertificates: {e}"))?);
+    let additional_certificates = non_default(certificates?);
 
     Ok(Observed { lb, lb_attributes, lb_tags, security_group: owned, target_group, target_group_attributes, target_group_tags, https, http, additional_certificates })
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::aws::{errors, tags, AwsClients};
+use crate::aws::{ec2, errors, tags, AwsClients, OpExt};
 use crate::framework::decode::decode;
 use crate::framework::private::Private;
 use crate::framework::resource::PlanRequest;
@@ -296,9 +296,9 @@ impl Resource for Ec2Stack {
         if !subnets_known || !(prior.is_null() || changed("subnet_ids") || changed("data_volume_ids")) {
             return;
         }
-        let subnets = match aws.ec2.describe_subnets().set_subnet_ids(Some(subnet_ids.clone())).send().await {
-            Ok(o) => o.subnets.unwrap_or_default(),
-            Err(e) => return diags.error_at(AttrPath::root("subnet_ids"), "Checking the subnets", format!("EC2 DescribeSubnets: {}", errors::describe(&e))),
+        let subnets = match ec2::describe_subnets(aws, subnet_ids.clone()).await {
+            Ok(s) => s,
+            Err(e) => return diags.error_at(AttrPath::root("subnet_ids"), "Checking the subnets", e),
         };
         let zone_of: BTreeMap<String, String> = subnets.iter().filter_map(|s| Some((s.subnet_id()?.to_string(), s.availability_zone()?.to_string()))).collect();
         for s in subnets.iter().filter(|s| s.map_public_ip_on_launch() == Some(true)) {
@@ -311,9 +311,9 @@ impl Resource for Ec2Stack {
         if known.is_empty() {
             return;
         }
-        let found = match aws.ec2.describe_volumes().set_volume_ids(Some(known)).send().await {
-            Ok(o) => o.volumes.unwrap_or_default(),
-            Err(e) => return diags.error_at(AttrPath::root("data_volume_ids"), "Checking the data volumes", format!("EC2 DescribeVolumes: {}", errors::describe(&e))),
+        let found = match ec2::describe_volumes(aws, known).await {
+            Ok(v) => v,
+            Err(e) => return diags.error_at(AttrPath::root("data_volume_ids"), "Checking the data volumes", e),
         };
         for (i, v) in volumes.iter().enumerate() {
             let Some(v) = v else { continue };
@@ -524,11 +524,7 @@ async fn groups_serving(aws: &AwsClients, groups: &BTreeSet<String>, instances: 
     }
     let mut kept = BTreeSet::new();
     for tg in groups {
-        let health = match aws.elbv2.describe_target_health().target_group_arn(tg).send().await {
-            Ok(h) => h,
-            Err(e) if errors::is_not_found(&e) => continue,
-            Err(e) => return Err(format!("ELBv2 DescribeTargetHealth {tg}: {}", errors::describe(&e))),
-        };
+        let Some(health) = errors::found(aws.elbv2.describe_target_health().target_group_arn(tg).send().await.op("ELBv2 DescribeTargetHealth", tg))? else { continue };
         let registered = |id: &str| {
             health.target_health_descriptions().iter().any(|d| {
                 d.target().and_then(|t| t.id()) == Some(id) && d.target_health().and_then(|h| h.state()) != Some(&aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum::Draining)
@@ -545,10 +541,10 @@ async fn registered_target_groups(aws: &AwsClients, instances: &[String]) -> Res
     let mut found = BTreeSet::new();
     let mut marker = None;
     loop {
-        let page = aws.elbv2.describe_target_groups().set_marker(marker).send().await.map_err(|e| format!("ELBv2 DescribeTargetGroups: {}", errors::describe(&e)))?;
+        let page = aws.elbv2.describe_target_groups().set_marker(marker).send().await.op("ELBv2 DescribeTargetGroups", "")?;
         for tg in page.target_groups() {
             let Some(arn) = tg.target_group_arn() else { continue };
-            let health = aws.elbv2.describe_target_health().target_group_arn(arn).send().await.map_err(|e| format!("ELBv2 DescribeTargetHealth: {}", errors::describe(&e)))?;
+            let health = aws.elbv2.describe_target_health().target_group_arn(arn).send().await.op("ELBv2 DescribeTargetHealth", "")?;
             if health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()).is_some_and(|id| instances.iter().any(|i| i == id))) {
                 found.insert(arn.to_string());
             }

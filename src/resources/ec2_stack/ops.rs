@@ -8,15 +8,13 @@ use std::time::Duration;
 use aws_sdk_ec2::types::{
     AttributeValue, Filter, Instance, InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, IpPermission,
     LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
-    LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateSpecification, RequestLaunchTemplateData, ResourceType, SecurityGroup, UserIdGroupPair, VolumeType,
+    LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateSpecification, RequestLaunchTemplateData, ResourceType, SecurityGroup, UserIdGroupPair, VolumeState, VolumeType,
 };
-use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetHealthStateEnum};
 use base64::Engine;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::wait::{wait_until, Status};
-use crate::aws::{errors, security_group, tags, AwsClients};
+use crate::aws::{ec2, elbv2, errors, security_group, tags, AwsClients, OpExt};
 use crate::boot;
 use crate::log;
 
@@ -118,7 +116,7 @@ fn live(i: &Instance) -> bool {
 /// side of an interrupted replacement — are found too, at the cost of a second call.
 pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], security_group_id: Option<&str>, launch_template_id: Option<&str>, also_tagged: bool) -> Result<Observed, String> {
     let describe = |filter: Filter| async move {
-        let out = aws.ec2.describe_instances().filters(filter).send().await.map_err(|e| format!("EC2 DescribeInstances: {}", errors::describe(&e)))?;
+        let out = aws.ec2.describe_instances().filters(filter).send().await.op("EC2 DescribeInstances", "")?;
         Ok::<Vec<Instance>, String>(out.reservations().iter().flat_map(|r| r.instances()).filter(|i| live(i)).cloned().collect())
     };
     let by_tag = || Filter::builder().name(format!("tag:{STACK_TAG}")).values(name).build();
@@ -165,11 +163,7 @@ pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], secu
     let (sg, lt) = tokio::join!(
         async {
             match &sg_id {
-                Some(id) => match aws.ec2.describe_security_groups().group_ids(id).send().await {
-                    Ok(o) => Ok(o.security_groups.unwrap_or_default().into_iter().next()),
-                    Err(e) if errors::is_not_found(&e) => Ok(None),
-                    Err(e) => Err(format!("EC2 DescribeSecurityGroups: {}", errors::describe(&e))),
-                },
+                Some(id) => ec2::find_security_group(aws, id).await,
                 None => Ok(None),
             }
         },
@@ -179,10 +173,10 @@ pub async fn observe(aws: &AwsClients, name: &str, instance_ids: &[String], secu
                 Some(id) => req.launch_template_ids(id),
                 None => req.launch_template_names(format!("{name}-lt")),
             };
-            match req.send().await {
+            match req.send().await.op("EC2 DescribeLaunchTemplates", "") {
                 Ok(o) => Ok(o.launch_templates.unwrap_or_default().into_iter().next()),
-                Err(e) if errors::is_not_found(&e) || errors::code(&e) == Some("InvalidLaunchTemplateName.NotFoundException") => Ok(None),
-                Err(e) => Err(format!("EC2 DescribeLaunchTemplates: {}", errors::describe(&e))),
+                Err(e) if e.is_not_found() || e.code.as_deref() == Some("InvalidLaunchTemplateName.NotFoundException") => Ok(None),
+                Err(e) => Err(e),
             }
         }
     );
@@ -236,7 +230,7 @@ pub async fn read_template(aws: &AwsClients, id: &str) -> Result<Option<Template
         .versions("$Default")
         .send()
         .await
-        .map_err(|e| format!("EC2 DescribeLaunchTemplateVersions: {}", errors::describe(&e)))?;
+        .op("EC2 DescribeLaunchTemplateVersions", "")?;
     Ok(out.launch_template_versions().first().and_then(|v| v.launch_template_data()).map(template_inputs))
 }
 
@@ -244,7 +238,7 @@ pub async fn read_template(aws: &AwsClients, id: &str) -> Result<Option<Template
 async fn resolve_ami(aws: &AwsClients, spec: &Spec) -> Result<(String, String), String> {
     let image = match &spec.ami_id {
         Some(ami) => {
-            let images = aws.ec2.describe_images().image_ids(ami).send().await.map_err(|e| format!("EC2 DescribeImages {ami}: {}", errors::describe(&e)))?;
+            let images = aws.ec2.describe_images().image_ids(ami).send().await.op("EC2 DescribeImages", ami)?;
             images.images().first().cloned().ok_or_else(|| format!("image {ami} not found in {}", aws.region))?
         }
         None => {
@@ -254,9 +248,9 @@ async fn resolve_ami(aws: &AwsClients, spec: &Spec) -> Result<(String, String), 
                 .instance_types(InstanceType::from(spec.instance_type.as_str()))
                 .send()
                 .await
-                .map_err(|e| format!("EC2 DescribeInstanceTypes: {}", errors::describe(&e)))?;
+                .op("EC2 DescribeInstanceTypes", "")?;
             let arm = types.instance_types().first().and_then(|t| t.processor_info()).map(|p| p.supported_architectures().iter().any(|a| a.as_str() == "arm64")).unwrap_or(false);
-            crate::data_sources::ami::latest_al2023(aws, if arm { "arm64" } else { "x86_64" }).await?
+            ec2::latest_al2023(aws, if arm { "arm64" } else { "x86_64" }).await?
         }
     };
     let root = image.root_device_name().unwrap_or("/dev/xvda").to_string();
@@ -347,7 +341,7 @@ async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Obser
                 .tag_specifications(tags::specification(ResourceType::LaunchTemplate, &lt_tags))
                 .send()
                 .await
-                .map_err(|e| format!("EC2 CreateLaunchTemplate {name}: {}", errors::describe(&e)))?;
+                .op("EC2 CreateLaunchTemplate", &name)?;
             let lt = out.launch_template.ok_or("EC2 CreateLaunchTemplate returned no template")?;
             Ok((lt.launch_template_id.unwrap_or_default(), lt.latest_version_number.unwrap_or(1), true))
         }
@@ -360,7 +354,7 @@ async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Obser
                     .tags(aws_sdk_ec2::types::Tag::builder().key(SUBNETS_TAG).value(&subnets).build())
                     .send()
                     .await
-                    .map_err(|e| format!("EC2 CreateTags {id}: {}", errors::describe(&e)))?;
+                    .op("EC2 CreateTags", id)?;
             }
             let version = current.launch_template_version.unwrap_or(1);
             let now = aws
@@ -370,7 +364,7 @@ async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Obser
                 .versions(version.to_string())
                 .send()
                 .await
-                .map_err(|e| format!("EC2 DescribeLaunchTemplateVersions: {}", errors::describe(&e)))?;
+                .op("EC2 DescribeLaunchTemplateVersions", "")?;
             let existing = now.launch_template_versions().first().and_then(|v| v.launch_template_data()).map(template_inputs);
             if existing.as_ref() == Some(inputs) {
                 return Ok((id.clone(), version, false));
@@ -382,7 +376,7 @@ async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Obser
                 .launch_template_data(data)
                 .send()
                 .await
-                .map_err(|e| format!("EC2 CreateLaunchTemplateVersion {id}: {}", errors::describe(&e)))?;
+                .op("EC2 CreateLaunchTemplateVersion", id)?;
             let v = out.launch_template_version.and_then(|v| v.version_number).unwrap_or(version + 1);
             aws.ec2
                 .modify_launch_template()
@@ -390,114 +384,19 @@ async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Obser
                 .default_version(v.to_string())
                 .send()
                 .await
-                .map_err(|e| format!("EC2 ModifyLaunchTemplate {id}: {}", errors::describe(&e)))?;
+                .op("EC2 ModifyLaunchTemplate", id)?;
             Ok((id.clone(), v, true))
         }
     }
 }
 
-async fn wait_instance(cancel: &CancellationToken, aws: &AwsClients, id: &str, want: InstanceStateName, timeout: Duration) -> Result<Instance, String> {
-    wait_until(cancel, timeout, || async {
-        // An instance launched a moment ago may not be visible yet (eventual consistency): keep waiting.
-        let out = match aws.ec2.describe_instances().instance_ids(id).send().await {
-            Ok(o) => o,
-            Err(e) if errors::is_not_found(&e) => return Ok(Status::Pending("not visible yet".into())),
-            Err(e) => return Err(format!("EC2 DescribeInstances: {}", errors::describe(&e))),
-        };
-        let i = out.reservations().iter().flat_map(|r| r.instances()).next().cloned();
-        Ok(match i {
-            Some(i) if i.state().and_then(|s| s.name()) == Some(&want) => Status::Done(i),
-            Some(i) => Status::Pending(i.state().and_then(|s| s.name()).map(|s| s.as_str().to_string()).unwrap_or_default()),
-            None => Status::Pending("not visible yet".into()),
-        })
-    })
-    .await
-    .map_err(|e| format!("waiting for {id} to be {}: {e}", want.as_str()))
-}
-
-/// A volume's state; "not visible yet" while AWS still answers NotFound for one it has (eventual consistency).
-async fn volume_state(aws: &AwsClients, volume: &str) -> Result<String, String> {
-    match aws.ec2.describe_volumes().volume_ids(volume).send().await {
-        Ok(out) => Ok(out.volumes().first().and_then(|v| v.state()).map(|s| s.as_str().to_string()).unwrap_or_default()),
-        Err(e) if errors::is_not_found(&e) => Ok("not visible yet".into()),
-        Err(e) => Err(format!("EC2 DescribeVolumes: {}", errors::describe(&e))),
-    }
-}
-
 async fn wait_volume_available(cancel: &CancellationToken, aws: &AwsClients, volume: &str, timeout: Duration) -> Result<(), String> {
-    wait_until(cancel, timeout, || async {
-        let state = volume_state(aws, volume).await?;
-        Ok(if state == "available" { Status::Done(()) } else { Status::Pending(state) })
-    })
-    .await
-    .map_err(|e| format!("waiting for {volume} to be detached: {e}"))
+    ec2::wait_volume(cancel, aws, volume, VolumeState::Available, timeout).await.map(|_| ()).map_err(|e| format!("waiting for {volume} to be detached: {e}"))
 }
 
 async fn attach(cancel: &CancellationToken, aws: &AwsClients, instance: &str, volume: &str, timeout: Duration) -> Result<(), String> {
-    aws.ec2.attach_volume().instance_id(instance).volume_id(volume).device(DATA_DEVICE).send().await.map_err(|e| format!("EC2 AttachVolume {volume} to {instance}: {}", errors::describe(&e)))?;
-    wait_until(cancel, timeout, || async {
-        let state = volume_state(aws, volume).await?;
-        Ok(if state == "in-use" { Status::Done(()) } else { Status::Pending(state) })
-    })
-    .await
-    .map_err(|e| format!("waiting for {volume} to attach: {e}"))
-}
-
-async fn register(aws: &AwsClients, groups: &BTreeSet<String>, instance: &str, port: i64) -> Result<(), String> {
-    for tg in groups {
-        aws.elbv2
-            .register_targets()
-            .target_group_arn(tg)
-            .targets(TargetDescription::builder().id(instance).port(port as i32).build())
-            .send()
-            .await
-            .map_err(|e| format!("ELBv2 RegisterTargets {instance} in {tg}: {}", errors::describe(&e)))?;
-    }
-    Ok(())
-}
-
-/// Deregisters and waits until the target has drained (AWS applies the target group's deregistration delay).
-async fn deregister(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<String>, instance: &str, timeout: Duration) -> Result<(), String> {
-    for tg in groups {
-        match aws.elbv2.deregister_targets().target_group_arn(tg).targets(TargetDescription::builder().id(instance).build()).send().await {
-            Ok(_) => {}
-            // Never registered (an interrupted apply stopped before registering it): nothing to drain.
-            Err(e) if errors::is_not_found(&e) || errors::code(&e) == Some("InvalidTarget") => continue,
-            Err(e) => return Err(format!("ELBv2 DeregisterTargets {instance} from {tg}: {}", errors::describe(&e))),
-        }
-        wait_until(cancel, timeout, || async {
-            let out = aws.elbv2.describe_target_health().target_group_arn(tg).send().await.map_err(|e| format!("ELBv2 DescribeTargetHealth: {}", errors::describe(&e)))?;
-            let draining = out.target_health_descriptions().iter().find(|d| d.target().and_then(|t| t.id()) == Some(instance)).and_then(|d| d.target_health()).and_then(|h| h.state()).cloned();
-            Ok(match draining {
-                None | Some(TargetHealthStateEnum::Unused) => Status::Done(()),
-                Some(s) => Status::Pending(format!("target {}", s.as_str())),
-            })
-        })
-        .await
-        .map_err(|e| format!("draining {instance} from {tg}: {e}"))?;
-    }
-    Ok(())
-}
-
-/// Waits until every instance is healthy in every target group; on timeout the error carries AWS's last reason.
-async fn wait_healthy(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<String>, instances: &[String], timeout: Duration) -> Result<(), String> {
-    for tg in groups {
-        wait_until(cancel, timeout, || async {
-            let out = aws.elbv2.describe_target_health().target_group_arn(tg).send().await.map_err(|e| format!("ELBv2 DescribeTargetHealth: {}", errors::describe(&e)))?;
-            for id in instances {
-                let d = out.target_health_descriptions().iter().find(|d| d.target().and_then(|t| t.id()) == Some(id.as_str()));
-                let h = d.and_then(|d| d.target_health());
-                if h.and_then(|h| h.state()) != Some(&TargetHealthStateEnum::Healthy) {
-                    let reason = h.and_then(|h| h.description()).or_else(|| h.and_then(|h| h.reason()).map(|r| r.as_str())).unwrap_or("not registered yet");
-                    return Ok(Status::Pending(format!("{id}: {} ({reason})", h.and_then(|h| h.state()).map(|s| s.as_str()).unwrap_or("unknown"))));
-                }
-            }
-            Ok(Status::Done(()))
-        })
-        .await
-        .map_err(|e| format!("waiting for healthy targets in {tg}: {e}"))?;
-    }
-    Ok(())
+    aws.ec2.attach_volume().instance_id(instance).volume_id(volume).device(DATA_DEVICE).send().await.op("EC2 AttachVolume", format!("{volume} to {instance}"))?;
+    ec2::wait_volume(cancel, aws, volume, VolumeState::InUse, timeout).await.map(|_| ()).map_err(|e| format!("waiting for {volume} to attach: {e}"))
 }
 
 /// The tags an instance carries: the stack's tags, its Name, and the ownership and index tags.
@@ -528,7 +427,7 @@ async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt: (&
         .filters(Filter::builder().name(format!("tag:{GENERATION_TAG}")).values(generation).build())
         .send()
         .await
-        .map_err(|e| format!("EC2 DescribeInstances: {}", errors::describe(&e)))?;
+        .op("EC2 DescribeInstances", "")?;
     if let Some(i) = existing.reservations().iter().flat_map(|r| r.instances()).find(|i| live(i)) {
         let id = i.instance_id().unwrap_or_default().to_string();
         log::info("adopting the instance an interrupted apply launched", &[("instance_id", id.clone().into()), ("index", (index as u64).into())]);
@@ -565,33 +464,27 @@ async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt: (&
         .tag_specifications(tags::specification(ResourceType::Volume, &volume_tags))
         .send()
         .await
-        .map_err(|e| format!("EC2 RunInstances ({}): {}", spec.instance_name(index), errors::describe(&e)))?;
+        .op("EC2 RunInstances", format!("({})", spec.instance_name(index)))?;
     out.instances().first().and_then(|i| i.instance_id()).map(str::to_string).ok_or_else(|| "EC2 RunInstances returned no instance".to_string())
 }
 
 /// Stops an instance safely: deregistered and drained first.
 async fn stop(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec, id: &str, timeout: Duration) -> Result<(), String> {
-    deregister(cancel, aws, &spec.target_groups(), id, timeout).await?;
-    aws.ec2.stop_instances().instance_ids(id).send().await.map_err(|e| format!("EC2 StopInstances {id}: {}", errors::describe(&e)))?;
-    wait_instance(cancel, aws, id, InstanceStateName::Stopped, timeout).await?;
+    elbv2::deregister_and_drain(cancel, aws, &spec.target_groups(), id, timeout).await?;
+    aws.ec2.stop_instances().instance_ids(id).send().await.op("EC2 StopInstances", id)?;
+    ec2::wait_instance(cancel, aws, id, InstanceStateName::Stopped, timeout).await?;
     Ok(())
 }
 
 async fn start(cancel: &CancellationToken, aws: &AwsClients, id: &str, timeout: Duration) -> Result<(), String> {
-    aws.ec2.start_instances().instance_ids(id).send().await.map_err(|e| format!("EC2 StartInstances {id}: {}", errors::describe(&e)))?;
-    wait_instance(cancel, aws, id, InstanceStateName::Running, timeout).await?;
+    aws.ec2.start_instances().instance_ids(id).send().await.op("EC2 StartInstances", id)?;
+    ec2::wait_instance(cancel, aws, id, InstanceStateName::Running, timeout).await?;
     Ok(())
 }
 
 pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec, current: &Observed, previous_groups: &BTreeSet<String>, timeout: Duration) -> Result<Converged, String> {
-    let vpc = aws
-        .ec2
-        .describe_subnets()
-        .subnet_ids(&spec.subnet_ids[0])
-        .send()
-        .await
-        .map_err(|e| format!("EC2 DescribeSubnets: {}", errors::describe(&e)))?
-        .subnets()
+    let vpc = ec2::describe_subnets(aws, vec![spec.subnet_ids[0].clone()])
+        .await?
         .first()
         .and_then(|s| s.vpc_id())
         .map(str::to_string)
@@ -630,9 +523,8 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
     for (index, i) in instances.iter().rev().filter(|(index, _)| **index >= count) {
         let id = i.instance_id().unwrap_or_default().to_string();
         log::info("scaling in", &[("instance_id", id.clone().into()), ("index", (*index as u64).into())]);
-        deregister(cancel, aws, previous_groups, &id, timeout).await?;
-        aws.ec2.terminate_instances().instance_ids(&id).send().await.map_err(|e| format!("EC2 TerminateInstances {id}: {}", errors::describe(&e)))?;
-        wait_instance(cancel, aws, &id, InstanceStateName::Terminated, timeout).await?;
+        elbv2::deregister_and_drain(cancel, aws, previous_groups, &id, timeout).await?;
+        ec2::terminate_and_wait(cancel, aws, std::slice::from_ref(&id), timeout).await?;
     }
 
     let mut ids = Vec::with_capacity(count);
@@ -656,7 +548,7 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
                         .set_groups(Some(groups))
                         .send()
                         .await
-                        .map_err(|e| format!("EC2 ModifyInstanceAttribute (groups) {id}: {}", errors::describe(&e)))?;
+                        .op("EC2 ModifyInstanceAttribute", format!("(groups) {id}"))?;
                 }
                 let type_now = i.instance_type().map(|t| t.as_str()).unwrap_or_default();
                 let volume_now = data_volume_of(i);
@@ -673,7 +565,7 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
                             .instance_type(AttributeValue::builder().value(&spec.instance_type).build())
                             .send()
                             .await
-                            .map_err(|e| format!("EC2 ModifyInstanceAttribute {id}: {}", errors::describe(&e)))?;
+                            .op("EC2 ModifyInstanceAttribute", &id)?;
                     }
                     if reattach {
                         if let Some(old) = &volume_now {
@@ -684,7 +576,7 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
                                 .device(DATA_DEVICE)
                                 .send()
                                 .await
-                                .map_err(|e| format!("EC2 DetachVolume {old} from {id}: {}", errors::describe(&e)))?;
+                                .op("EC2 DetachVolume", format!("{old} from {id}"))?;
                             wait_volume_available(cancel, aws, old, timeout).await?;
                         }
                         if let Some(new) = &wanted_volume {
@@ -692,45 +584,45 @@ pub async fn converge(cancel: &CancellationToken, aws: &AwsClients, spec: &Spec,
                         }
                     }
                     start(cancel, aws, &id, timeout).await?;
-                    register(aws, &groups_now, &id, spec.app_port).await?;
+                    elbv2::register_targets(aws, &groups_now, &id, spec.app_port).await?;
                     if spec.wait_for_healthy.unwrap_or(false) {
-                        wait_healthy(cancel, aws, &groups_now, std::slice::from_ref(&id), timeout).await?;
+                        elbv2::wait_targets_healthy(cancel, aws, &groups_now, std::slice::from_ref(&id), timeout).await?;
                     }
                 } else if let Some(state @ (InstanceStateName::Pending | InstanceStateName::Stopping | InstanceStateName::Stopped)) = i.state().and_then(|s| s.name()) {
                     // Left stopped (or starting) by a change that was interrupted: stack changes deregister before
                     // they stop, so start it and register it again.
                     log::info("starting an instance an interrupted change left stopped", &[("instance_id", id.clone().into()), ("state", state.as_str().into())]);
                     if *state != InstanceStateName::Pending {
-                        wait_instance(cancel, aws, &id, InstanceStateName::Stopped, timeout).await?;
+                        ec2::wait_instance(cancel, aws, &id, InstanceStateName::Stopped, timeout).await?;
                         start(cancel, aws, &id, timeout).await?;
                     } else {
-                        wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await?;
+                        ec2::wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await?;
                     }
-                    register(aws, &groups_now, &id, spec.app_port).await?;
+                    elbv2::register_targets(aws, &groups_now, &id, spec.app_port).await?;
                 } else {
                     let new_groups: BTreeSet<String> = groups_now.difference(previous_groups).cloned().collect();
-                    register(aws, &new_groups, &id, spec.app_port).await?;
+                    elbv2::register_targets(aws, &new_groups, &id, spec.app_port).await?;
                     let gone: BTreeSet<String> = previous_groups.difference(&groups_now).cloned().collect();
-                    deregister(cancel, aws, &gone, &id, timeout).await?;
+                    elbv2::deregister_and_drain(cancel, aws, &gone, &id, timeout).await?;
                 }
                 id
             }
             None => {
                 let id = launch(aws, spec, index, &sg_id, (&lt_id, lt_version), &wanted_generation).await?;
-                let running = wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await?;
+                let running = ec2::wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await?;
                 if let Some(volume) = spec.data_volume(index) {
                     if data_volume_of(&running).as_deref() != Some(volume) {
                         attach(cancel, aws, &id, volume, timeout).await?;
                     }
                 }
-                register(aws, &groups_now, &id, spec.app_port).await?;
+                elbv2::register_targets(aws, &groups_now, &id, spec.app_port).await?;
                 id
             }
         };
         ids.push(id);
     }
     if spec.wait_for_healthy.unwrap_or(false) {
-        wait_healthy(cancel, aws, &groups_now, &ids, timeout).await?;
+        elbv2::wait_targets_healthy(cancel, aws, &groups_now, &ids, timeout).await?;
     }
     Ok(Converged { instance_ids: ids, security_group_id: sg_id, launch_template_id: lt_id })
 }
@@ -743,10 +635,9 @@ fn tag_of<'a>(i: &'a Instance, key: &str) -> Option<&'a str> {
 /// terminated. The volume is never force-detached, and detached only from a stopped instance.
 async fn retire(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<String>, i: &Instance, timeout: Duration) -> Result<(), String> {
     let id = i.instance_id().unwrap_or_default().to_string();
-    deregister(cancel, aws, groups, &id, timeout).await?;
+    elbv2::deregister_and_drain(cancel, aws, groups, &id, timeout).await?;
     release_volume(cancel, aws, i, timeout).await?;
-    aws.ec2.terminate_instances().instance_ids(&id).send().await.map_err(|e| format!("EC2 TerminateInstances {id}: {}", errors::describe(&e)))?;
-    wait_instance(cancel, aws, &id, InstanceStateName::Terminated, timeout).await?;
+    ec2::terminate_and_wait(cancel, aws, std::slice::from_ref(&id), timeout).await?;
     Ok(())
 }
 
@@ -754,8 +645,8 @@ async fn retire(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<
 async fn release_volume(cancel: &CancellationToken, aws: &AwsClients, i: &Instance, timeout: Duration) -> Result<Option<String>, String> {
     let id = i.instance_id().unwrap_or_default().to_string();
     if !matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Stopped)) {
-        aws.ec2.stop_instances().instance_ids(&id).send().await.map_err(|e| format!("EC2 StopInstances {id}: {}", errors::describe(&e)))?;
-        wait_instance(cancel, aws, &id, InstanceStateName::Stopped, timeout).await?;
+        aws.ec2.stop_instances().instance_ids(&id).send().await.op("EC2 StopInstances", &id)?;
+        ec2::wait_instance(cancel, aws, &id, InstanceStateName::Stopped, timeout).await?;
     }
     let Some(volume) = data_volume_of(i) else { return Ok(None) };
     aws.ec2
@@ -765,7 +656,7 @@ async fn release_volume(cancel: &CancellationToken, aws: &AwsClients, i: &Instan
         .device(DATA_DEVICE)
         .send()
         .await
-        .map_err(|e| format!("EC2 DetachVolume {volume} from {id}: {}", errors::describe(&e)))?;
+        .op("EC2 DetachVolume", format!("{volume} from {id}"))?;
     wait_volume_available(cancel, aws, &volume, timeout).await?;
     Ok(Some(volume))
 }
@@ -791,7 +682,7 @@ async fn replace_instance(
     let old_id = old.instance_id().unwrap_or_default().to_string();
     let groups = spec.target_groups();
     log::info("replacing instance", &[("instance_id", old_id.clone().into()), ("index", (index as u64).into())]);
-    deregister(cancel, aws, previous_groups, &old_id, timeout).await?;
+    elbv2::deregister_and_drain(cancel, aws, previous_groups, &old_id, timeout).await?;
     let released = release_volume(cancel, aws, old, timeout).await?;
     // The replacement gets the volume the configuration names (normally the one just released).
     let volume = spec.data_volume(index).map(str::to_string).or_else(|| released.clone());
@@ -800,29 +691,28 @@ async fn replace_instance(
     let forward = async {
         let id = launch(aws, spec, index, sg_id, lt, generation).await.map_err(|e| format!("launching the replacement: {e}"))?;
         new_id = Some(id.clone());
-        wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await.map_err(|e| format!("starting the replacement: {e}"))?;
+        ec2::wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await.map_err(|e| format!("starting the replacement: {e}"))?;
         if let Some(v) = &volume {
             attach(cancel, aws, &id, v, timeout).await.map_err(|e| format!("attaching {v} to the replacement: {e}"))?;
         }
-        register(aws, &groups, &id, spec.app_port).await.map_err(|e| format!("registering the replacement: {e}"))?;
+        elbv2::register_targets(aws, &groups, &id, spec.app_port).await.map_err(|e| format!("registering the replacement: {e}"))?;
         if spec.wait_for_healthy.unwrap_or(false) {
-            wait_healthy(cancel, aws, &groups, std::slice::from_ref(&id), timeout).await.map_err(|e| format!("waiting for the replacement to be healthy: {e}"))?;
+            elbv2::wait_targets_healthy(cancel, aws, &groups, std::slice::from_ref(&id), timeout).await.map_err(|e| format!("waiting for the replacement to be healthy: {e}"))?;
         }
         Ok::<String, String>(id)
     }
     .await;
     match forward {
         Ok(id) => {
-            aws.ec2.terminate_instances().instance_ids(&old_id).send().await.map_err(|e| format!("EC2 TerminateInstances {old_id}: {}", errors::describe(&e)))?;
-            wait_instance(cancel, aws, &old_id, InstanceStateName::Terminated, timeout).await?;
+            ec2::terminate_and_wait(cancel, aws, std::slice::from_ref(&old_id), timeout).await?;
             Ok(id)
         }
         Err(step) => {
             // Roll back: the old instance gets its volume back and serves again.
             if let Some(id) = &new_id {
-                let _ = deregister(cancel, aws, &groups, id, timeout).await;
+                let _ = elbv2::deregister_and_drain(cancel, aws, &groups, id, timeout).await;
                 let _ = aws.ec2.terminate_instances().instance_ids(id).send().await;
-                let _ = wait_instance(cancel, aws, id, InstanceStateName::Terminated, timeout).await;
+                let _ = ec2::wait_instance(cancel, aws, id, InstanceStateName::Terminated, timeout).await;
             }
             let mut restored = Vec::new();
             if let Some(v) = &released {
@@ -834,7 +724,7 @@ async fn replace_instance(
             if let Err(e) = start(cancel, aws, &old_id, timeout).await {
                 restored.push(format!("restarting {old_id} failed too: {e}"));
             }
-            if let Err(e) = register(aws, previous_groups, &old_id, spec.app_port).await {
+            if let Err(e) = elbv2::register_targets(aws, previous_groups, &old_id, spec.app_port).await {
                 restored.push(format!("registering {old_id} again failed too: {e}"));
             }
             let outcome = if restored.is_empty() { format!("rolled back: {old_id} has its data volume and serves again") } else { restored.join("; ") };
@@ -847,20 +737,11 @@ async fn replace_instance(
 pub async fn tear_down(cancel: &CancellationToken, aws: &AwsClients, o: &Observed, groups: &BTreeSet<String>, timeout: Duration) -> Result<(), String> {
     let ids: Vec<String> = o.instances.values().chain(o.superseded.iter().map(|(_, i)| i)).filter_map(|i| i.instance_id().map(str::to_string)).collect();
     for id in &ids {
-        deregister(cancel, aws, groups, id, timeout).await?;
+        elbv2::deregister_and_drain(cancel, aws, groups, id, timeout).await?;
     }
-    if !ids.is_empty() {
-        aws.ec2.terminate_instances().set_instance_ids(Some(ids.clone())).send().await.map_err(|e| format!("EC2 TerminateInstances: {}", errors::describe(&e)))?;
-        for id in &ids {
-            wait_instance(cancel, aws, id, InstanceStateName::Terminated, timeout).await?;
-        }
-    }
+    ec2::terminate_and_wait(cancel, aws, &ids, timeout).await?;
     if let Some(lt) = &o.launch_template_id {
-        if let Err(e) = aws.ec2.delete_launch_template().launch_template_id(lt).send().await {
-            if !errors::is_not_found(&e) && errors::code(&e) != Some("InvalidLaunchTemplateId.NotFound") {
-                return Err(format!("EC2 DeleteLaunchTemplate {lt}: {}", errors::describe(&e)));
-            }
-        }
+        errors::found(aws.ec2.delete_launch_template().launch_template_id(lt).send().await.op("EC2 DeleteLaunchTemplate", lt))?;
     }
     if let Some(sg) = o.security_group.as_ref().and_then(|g| g.group_id()) {
         security_group::delete(cancel, aws, sg, timeout).await?;
