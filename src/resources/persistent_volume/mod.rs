@@ -1,16 +1,18 @@
 //! Resource `dify_persistent_volume`: the EBS volume holding all of Dify's data — kept, grown in place, seeded from a
 //! local disk image, snapshotted on destroy, and never force-detached.
 
+mod plan;
+mod snapshots;
+mod state;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Filter, ResourceType, SnapshotState, Volume, VolumeModificationState, VolumeState, VolumeType};
+use aws_sdk_ec2::types::{ResourceType, VolumeModificationState, VolumeState, VolumeType};
 use serde::Deserialize;
-use serde_json::json;
 
-use crate::aws::snapshot_upload::{self, size_gib, UploadRequest};
 use crate::aws::wait::{wait_until, Status};
 use crate::aws::{ec2, errors, tags, AwsClients, OpExt};
 use crate::framework::decode::decode;
@@ -22,7 +24,8 @@ use crate::framework::{timeouts, validate};
 use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, Resource, ResourceState};
 use crate::log;
 
-use super::planned_tags_all;
+use self::snapshots::{final_snapshot, seed_snapshot};
+use self::state::{identity, volume_state};
 
 pub struct PersistentVolume;
 
@@ -32,12 +35,6 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const CREATE_WITH_IMAGE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
-const GP3_IOPS: (i64, i64) = (3000, 16000);
-const GP3_THROUGHPUT: (i64, i64) = (125, 1000);
-const GP3_DEFAULT_IOPS: i64 = 3000;
-const IO2_IOPS: (i64, i64) = (100, 256000);
-/// Private-state key caching the image's hash by size and modification time, so plans do not re-read an unchanged image.
-const IMAGE_HASH_CACHE: &str = "source_image_hash";
 
 /// The planned or configured volume, as create and update need it.
 #[derive(Deserialize)]
@@ -54,10 +51,6 @@ struct Spec {
     source_image: Option<String>,
     source_image_sha256: Option<String>,
     tags_all: Option<BTreeMap<String, String>>,
-}
-
-fn err_at(path: &str, summary: impl Into<String>, detail: impl Into<String>) -> Diagnostic {
-    Diagnostic::error(summary, detail).at(AttrPath::root(path))
 }
 
 #[async_trait]
@@ -124,45 +117,11 @@ impl Resource for PersistentVolume {
     }
 
     fn validate(&self, config: &Value, diags: &mut Diagnostics) {
-        validate_performance(config, diags);
-        if config.get("encrypted").as_bool() == Some(false) && !config.get("kms_key_id").is_null() {
-            diags.error_at(AttrPath::root("kms_key_id"), "`kms_key_id` needs encryption", "remove `kms_key_id` or set `encrypted = true`.");
-        }
+        plan::validate(config, diags);
     }
 
     async fn modify_plan(&self, ctx: &Ctx, plan: &mut PlanRequest<'_>, diags: &mut Diagnostics) {
-        let aws = ctx.meta::<AwsClients>().ok();
-        let (prior, config) = (plan.prior, plan.config);
-        let creating = prior.is_null();
-
-        plan.planned.set("tags_all", planned_tags_all(config, aws));
-
-        // IOPS and throughput AWS decides stay as they are unless the type or size changes.
-        let reshaped = creating || prior.get("type") != plan.planned.get("type") || prior.get("size_gb") != plan.planned.get("size_gb");
-        for attr in ["iops", "throughput"] {
-            if config.get(attr).is_null() {
-                let v = if reshaped { Value::unknown() } else { prior.get(attr).clone() };
-                plan.planned.set(attr, v);
-            }
-        }
-
-        if let (Some(before), Some(after)) = (prior.get("size_gb").as_i64(), plan.planned.get("size_gb").as_i64()) {
-            if after < before {
-                diags.error_at(
-                    AttrPath::root("size_gb"),
-                    format!("EBS volumes cannot shrink ({before} GiB → {after} GiB)"),
-                    "keep size_gb at its current value or larger. To move Dify's data to a smaller disk, create a second dify_persistent_volume, copy the data across on an instance (rsync of /opt/dify-data with Dify stopped), switch the stack's data_volume_ids to it, then remove the old volume.",
-                );
-            }
-        }
-
-        if let (Some(az), Some(aws)) = (plan.planned.get("availability_zone").as_str(), aws) {
-            if creating || prior.get("availability_zone").as_str() != Some(az) {
-                check_availability_zone(aws, az, diags).await;
-            }
-        }
-
-        plan_source_image(plan, diags).await;
+        plan::modify(ctx.meta::<AwsClients>().ok(), plan, diags).await;
     }
 
     async fn create(&self, ctx: &Ctx, planned: &Value, _config: &Value, diags: &mut Diagnostics) -> Option<ResourceState> {
@@ -405,131 +364,6 @@ impl Resource for PersistentVolume {
     }
 }
 
-fn identity(id: &str) -> Value {
-    crate::object! {"id" => Value::string(id)}
-}
-
-/// gp3/io2/gp2 IOPS and throughput rules, checked on whatever is known.
-fn validate_performance(config: &Value, diags: &mut Diagnostics) {
-    let ty = config.get("type");
-    let ty = if ty.is_null() { Some("gp3") } else { ty.as_str() };
-    let iops = config.get("iops");
-    let throughput = config.get("throughput");
-    let Some(ty) = ty else { return };
-    match ty {
-        "gp3" => {
-            if let Some(i) = iops.as_i64() {
-                if !(GP3_IOPS.0..=GP3_IOPS.1).contains(&i) {
-                    diags.error_at(AttrPath::root("iops"), "Invalid value for `iops`", format!("gp3 volumes take {}–{} IOPS; got {i}.", GP3_IOPS.0, GP3_IOPS.1));
-                }
-            }
-            if let Some(t) = throughput.as_i64() {
-                if !(GP3_THROUGHPUT.0..=GP3_THROUGHPUT.1).contains(&t) {
-                    diags.error_at(AttrPath::root("throughput"), "Invalid value for `throughput`", format!("gp3 throughput is {}–{} MiB/s; got {t}.", GP3_THROUGHPUT.0, GP3_THROUGHPUT.1));
-                } else if !iops.is_unknown() {
-                    let i = iops.as_i64().unwrap_or(GP3_DEFAULT_IOPS);
-                    if t > i / 4 {
-                        diags.error_at(
-                            AttrPath::root("throughput"),
-                            "Invalid value for `throughput`",
-                            format!("gp3 throughput may be at most iops/4 = {} MiB/s with {i} IOPS; raise `iops` to at least {} or lower `throughput`.", i / 4, t * 4),
-                        );
-                    }
-                }
-            }
-        }
-        "io2" => {
-            if iops.is_null() {
-                diags.error_at(AttrPath::root("iops"), "Missing `iops` for io2", format!("io2 volumes need provisioned IOPS: set `iops` ({}–{}).", IO2_IOPS.0, IO2_IOPS.1));
-            } else if let Some(i) = iops.as_i64().filter(|i| !(IO2_IOPS.0..=IO2_IOPS.1).contains(i)) {
-                diags.error_at(AttrPath::root("iops"), "Invalid value for `iops`", format!("io2 volumes take {}–{} IOPS; got {i}.", IO2_IOPS.0, IO2_IOPS.1));
-            }
-            if !throughput.is_null() {
-                diags.error_at(AttrPath::root("throughput"), "`throughput` is for gp3 only", "remove `throughput`; io2 performance is set by `iops`.");
-            }
-        }
-        "gp2" => {
-            if !iops.is_null() {
-                diags.error_at(AttrPath::root("iops"), "`iops` cannot be set for gp2", "gp2 IOPS follow the size (3 per GiB); remove `iops`, or use type = \"gp3\" to provision IOPS.");
-            }
-            if !throughput.is_null() {
-                diags.error_at(AttrPath::root("throughput"), "`throughput` is for gp3 only", "remove `throughput`, or use type = \"gp3\".");
-            }
-        }
-        _ => {}
-    }
-}
-
-async fn check_availability_zone(aws: &AwsClients, az: &str, diags: &mut Diagnostics) {
-    match aws.ec2.describe_availability_zones().send().await.op("EC2 DescribeAvailabilityZones", "") {
-        Ok(out) => {
-            let zones: Vec<&str> = out.availability_zones().iter().filter_map(|z| z.zone_name()).collect();
-            if !zones.contains(&az) {
-                diags.push(err_at(
-                    "availability_zone",
-                    format!("No availability zone {az:?} in {}", aws.region),
-                    format!("use one of: {}.", zones.join(", ")),
-                ));
-            }
-        }
-        Err(e) => diags.push(err_at("availability_zone", "Checking the availability zone", e)),
-    }
-}
-
-/// Hashes `source_image` at plan (reusing the prior hash when size and modification time are unchanged, or one an
-/// earlier provider process remembered: `image_hash`), checks it fits `size_gb`, and plans a replacement when the
-/// file changed.
-async fn plan_source_image(plan: &mut PlanRequest<'_>, diags: &mut Diagnostics) {
-    let path = match plan.planned.get("source_image") {
-        Value::String(p) => p.clone(),
-        Value::Unknown(_) => {
-            plan.planned.set("source_image_sha256", Value::unknown());
-            return;
-        }
-        _ => {
-            if plan.prior.is_null() || plan.prior.get("source_image").is_null() {
-                plan.planned.set("source_image_sha256", Value::Null);
-            }
-            return;
-        }
-    };
-    let meta = match std::fs::metadata(&path) {
-        Ok(m) if m.is_file() => m,
-        Ok(_) => return diags.push(err_at("source_image", format!("{path} is not a file"), "give the path of a raw disk image file.")),
-        Err(e) => return diags.push(err_at("source_image", format!("Cannot read {path}"), format!("{e}; give the path of a raw disk image file, relative to the directory terraform runs in."))),
-    };
-    let needed = size_gib(meta.len());
-    if let Some(size) = plan.planned.get("size_gb").as_i64() {
-        if needed > size {
-            diags.push(err_at("size_gb", format!("The image needs {needed} GiB"), format!("{path} is {} bytes, which rounds up to {needed} GiB; set size_gb to at least {needed}.", meta.len())));
-        }
-    }
-    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos() as u64).unwrap_or(0);
-    let fingerprint = json!({"path": path, "len": meta.len(), "mtime": mtime});
-    let cached = plan.prior_private.get(IMAGE_HASH_CACHE).filter(|c| c.get("fingerprint") == Some(&fingerprint)).and_then(|c| c.get("sha256")).and_then(|s| s.as_str()).map(str::to_string);
-    let sha = match cached {
-        Some(s) => s,
-        None => {
-            let p = path.clone();
-            match tokio::task::spawn_blocking(move || super::image_hash::sha256(&p, &meta)).await {
-                Ok(Ok((s, remembered))) => {
-                    log::debug("hashed source_image", &[("path", path.clone().into()), ("remembered", remembered.into())]);
-                    s
-                }
-                Ok(Err(e)) => return diags.push(err_at("source_image", format!("Cannot read {path}"), e)),
-                Err(e) => return diags.push(err_at("source_image", "Hashing the image failed", e.to_string())),
-            }
-        }
-    };
-    plan.planned_private.set(IMAGE_HASH_CACHE, json!({"fingerprint": fingerprint, "sha256": sha}));
-    if let Some(before) = plan.prior.get("source_image_sha256").as_str() {
-        if before != sha {
-            plan.requires_replace.push(AttrPath::root("source_image_sha256"));
-        }
-    }
-    plan.planned.set("source_image_sha256", Value::String(sha));
-}
-
 /// The idempotency token of a create: everything that defines the volume, so a retried apply of the same plan
 /// finds the volume an interrupted one made, and a different volume never matches.
 fn create_token(spec: &Spec) -> String {
@@ -576,139 +410,6 @@ async fn create_volume(aws: &AwsClients, spec: &Spec, token: &str) -> Result<Str
     }
     let out = req.send().await.op("EC2 CreateVolume", "")?;
     out.volume_id.ok_or_else(|| "EC2 CreateVolume returned no volume id".to_string())
-}
-
-/// Uploads `source_image` into a snapshot (or reuses the completed one an interrupted apply uploaded) and waits for it.
-async fn seed_snapshot(ctx: &Ctx, aws: &AwsClients, spec: &Spec, token: &str, timeout: Duration) -> Result<String, String> {
-    let source_token = tags::client_token(&[token, "source-image"]);
-    let existing = aws
-        .ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .filters(Filter::builder().name(format!("tag:{}", tags::CREATE_TOKEN)).values(&source_token).build())
-        .send()
-        .await
-        .op("EC2 DescribeSnapshots", "")?
-        .snapshots
-        .unwrap_or_default();
-    if let Some(done) = existing.iter().find(|s| s.state() == Some(&SnapshotState::Completed)) {
-        return Ok(done.snapshot_id().unwrap_or_default().to_string());
-    }
-    for unfinished in existing.iter().filter_map(|s| s.snapshot_id()) {
-        // An interrupted upload leaves a pending snapshot nobody can complete: remove it rather than orphan it.
-        let _ = aws.ec2.delete_snapshot().snapshot_id(unfinished).send().await;
-    }
-    let path = spec.source_image.clone().unwrap_or_default();
-    let mut snapshot_tags = spec.tags_all.clone().unwrap_or_default();
-    snapshot_tags.insert(tags::NAME.to_string(), format!("{}-source", spec.name));
-    snapshot_tags.insert(tags::CREATE_TOKEN.to_string(), source_token.clone());
-    let req = UploadRequest {
-        path: path.into(),
-        volume_size_gib: spec.size_gb,
-        description: format!("Seed of Dify data volume {} (dify_persistent_volume)", spec.name),
-        tags: snapshot_tags,
-        client_token: source_token,
-        encrypted: spec.encrypted,
-        kms_key_arn: spec.kms_key_id.clone(),
-    };
-    let uploaded = snapshot_upload::upload(&aws.ebs, &aws.ec2, &ctx.cancel, &req).await?;
-    log::info(
-        "image uploaded",
-        &[("snapshot_id", uploaded.snapshot_id.clone().into()), ("blocks_written", uploaded.blocks_written.into()), ("blocks_skipped", uploaded.blocks_skipped.into())],
-    );
-    wait_snapshot_completed(ctx, aws, &uploaded.snapshot_id, timeout).await?;
-    Ok(uploaded.snapshot_id)
-}
-
-async fn wait_snapshot_completed(ctx: &Ctx, aws: &AwsClients, snapshot_id: &str, timeout: Duration) -> Result<(), String> {
-    wait_until(&ctx.cancel, timeout, || async {
-        let out = aws.ec2.describe_snapshots().snapshot_ids(snapshot_id).send().await.op("EC2 DescribeSnapshots", "")?;
-        let snap = out.snapshots().first();
-        Ok(match snap.and_then(|s| s.state()) {
-            Some(SnapshotState::Completed) => Status::Done(()),
-            Some(SnapshotState::Error) => return Err(format!("snapshot {snapshot_id} failed: {}", snap.and_then(|s| s.state_message()).unwrap_or("no reason given"))),
-            _ => Status::Pending(format!("snapshot {}", snap.and_then(|s| s.progress()).unwrap_or("pending"))),
-        })
-    })
-    .await
-    .map_err(|e| e.to_string())
-}
-
-/// Takes (or finds, after an interrupted destroy) the final snapshot of `volume` and waits for it to complete.
-async fn final_snapshot(ctx: &Ctx, aws: &AwsClients, volume: &Volume, timeout: Duration) -> Result<String, String> {
-    let id = volume.volume_id().unwrap_or_default();
-    let existing = aws
-        .ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .filters(Filter::builder().name(format!("tag:{}", tags::FINAL_SNAPSHOT_OF)).values(id).build())
-        .send()
-        .await
-        .op("EC2 DescribeSnapshots", "")?
-        .snapshots
-        .unwrap_or_default();
-    let snapshot_id = match existing.iter().find(|s| s.state() != Some(&SnapshotState::Error)) {
-        Some(s) => s.snapshot_id().unwrap_or_default().to_string(),
-        None => {
-            let mut snap_tags = tags::user_visible(&tags::from_ec2(volume.tags()));
-            if let Some(name) = tags::from_ec2(volume.tags()).get(tags::NAME) {
-                snap_tags.insert(tags::NAME.to_string(), format!("{name}-final"));
-            }
-            snap_tags.insert(tags::FINAL_SNAPSHOT_OF.to_string(), id.to_string());
-            aws.ec2
-                .create_snapshot()
-                .volume_id(id)
-                .description(format!("Final snapshot of Dify data volume {id}, taken before it was destroyed"))
-                .tag_specifications(tags::specification(ResourceType::Snapshot, &snap_tags))
-                .send()
-                .await
-                .op("EC2 CreateSnapshot", "")?
-                .snapshot_id
-                .unwrap_or_default()
-        }
-    };
-    wait_snapshot_completed(ctx, aws, &snapshot_id, timeout).await?;
-    Ok(snapshot_id)
-}
-
-/// State from what AWS reports, keeping from `base` what only Terraform knows (source image, final_snapshot,
-/// timeouts) and the configured spelling of `kms_key_id`.
-fn volume_state(base: &Value, v: &Volume, aws: &AwsClients, _diags: &mut Diagnostics) -> ResourceState {
-    let id = v.volume_id().unwrap_or_default().to_string();
-    let all = tags::from_ec2(v.tags());
-    let visible = tags::user_visible(&all);
-    let (own_tags, tags_all) = super::state_tags(base, &visible, aws);
-    let owner = v.owner_id().map(str::to_string).or_else(|| aws.account_id.clone()).unwrap_or_default();
-    let partition = if aws.region.starts_with("cn-") { "aws-cn" } else if aws.region.starts_with("us-gov-") { "aws-us-gov" } else { "aws" };
-    let arn = v.volume_arn().map(str::to_string).unwrap_or_else(|| format!("arn:{partition}:ec2:{}:{owner}:volume/{id}", aws.region));
-    let opt_num = |n: Option<i32>| n.map(|n| Value::int(n as i64)).unwrap_or(Value::Null);
-    let kms = match base.get("kms_key_id") {
-        Value::String(k) => Value::string(k),
-        _ => v.kms_key_id().map(Value::string).unwrap_or(Value::Null),
-    };
-    let mut state = crate::object! {
-        "id" => Value::string(&id),
-        "arn" => Value::String(arn),
-        "name" => all.get(tags::NAME).map(Value::string).unwrap_or(Value::Null),
-        "availability_zone" => v.availability_zone().map(Value::string).unwrap_or(Value::Null),
-        "size_gb" => opt_num(v.size()),
-        "type" => v.volume_type().map(|t| Value::string(t.as_str())).unwrap_or(Value::Null),
-        "iops" => opt_num(v.iops()),
-        "throughput" => opt_num(v.throughput()),
-        "encrypted" => Value::Bool(v.encrypted().unwrap_or(false)),
-        "kms_key_id" => kms,
-        "snapshot_id" => v.snapshot_id().filter(|s| !s.is_empty()).map(Value::string).unwrap_or(Value::Null),
-        "source_image" => base.get("source_image").clone(),
-        "source_image_sha256" => base.get("source_image_sha256").clone(),
-        "final_snapshot" => base.get("final_snapshot").clone(),
-        "tags" => own_tags,
-        "tags_all" => tags_all,
-        "timeouts" => base.get(timeouts::BLOCK_NAME).clone(),
-    };
-    if state.get("final_snapshot").is_null() || state.get("final_snapshot").is_unknown() {
-        state.set("final_snapshot", Value::Bool(true));
-    }
-    ResourceState { state, private: Private::default(), identity: Some(identity(&id)) }
 }
 
 pub fn resource() -> Arc<dyn Resource> {
