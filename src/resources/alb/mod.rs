@@ -2,7 +2,12 @@
 //! health check, HTTPS listener and HTTP→HTTPS redirect — importable and listable for `terraform query`.
 
 mod converge;
+mod listeners;
+mod load_balancer;
 mod observe;
+mod security_group;
+mod target_group;
+mod teardown;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,8 +27,9 @@ use crate::framework::{timeouts, validate};
 use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, ListResource, Resource, ResourceState};
 use crate::object;
 
-use self::converge::{converge, remnants, tear_down, tear_down_remnants, Remnants, Spec};
+use self::converge::{converge, Spec};
 use self::observe::{observe, Observed};
+use self::teardown::{remnants, tear_down, tear_down_remnants, Remnants};
 use crate::aws::elbv2::{find_load_balancer, Lookup};
 use super::planned_tags_all;
 
