@@ -1,6 +1,7 @@
 //! Inputs for the VM twin (`make test-vm`, tests/vm/): a stack applied through real Terraform against the emulator,
 //! and what its instance would see — the rendered user data cloud-init consumes, the instance id and the instance
-//! tags its metadata serves (the data volume's id among them). Written to `target/vm/stack.json`.
+//! tags its metadata serves (the data volume's id among them). Written to `target/vm/stack.json`, and the user data
+//! alone to `target/vm/user-data.yaml`.
 
 use crate::ec2_stack::{config, setup, stack_instances, ONE};
 use crate::harness::{root, Moto, Workspace};
@@ -27,5 +28,6 @@ async fn vm_twin_inputs_from_an_applied_stack() {
     let dir = root().join("target/vm");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("stack.json"), serde_json::to_string_pretty(&inputs).unwrap()).unwrap();
+    std::fs::write(dir.join("user-data.yaml"), out["rendered_user_data"].as_str().unwrap()).unwrap();
     ws.ok(&["destroy", "-auto-approve", "-input=false"]);
 }

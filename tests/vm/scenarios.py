@@ -1,0 +1,585 @@
+#!/usr/bin/env python3
+"""The VM twin's scenarios: boots the provider's user data in real VMs (twin.py) and checks what the next program sees.
+
+    python3 tests/vm/scenarios.py [--user-data FILE] [--release DIR] [--only a,b,...] [--jobs 2] [--keep]
+
+Prints `PASS name` or `FAIL name: reason` per scenario, then `N passed, M failed`; exits 1 when M > 0.
+Progress goes to stderr; every VM's console, QEMU log and probes stay in the work directory (kept on failure).
+
+Scenarios (each asserts on the guest's mounts, containers, the data volume's files, HTTP, the journal):
+  a first boot on a blank volume      b reboot                     c replacement instance, same volume
+  d volume attached after boot        e volume blkid cannot probe  f volume grown
+  g volume made from a Compose install (docs/guides/move-compose-to-aws.md)
+  h volume in the seed HCL module's layout (/opt/dify-data/{postgres,redis,weaviate})
+  i apt-based guest (Docker not on the image)     j volume added to a stack that had none
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import twin  # noqa: E402
+
+ROOT = twin.ROOT
+GiB = 1 << 30
+DATA = "/opt/dify-data"
+OLD_DB_PASSWORD = "difyai123456"  # what a Compose install's PostgreSQL was initialised with (upstream .env default)
+
+NAMES = {
+    "a": "a_first_boot_blank_volume",
+    "b": "b_reboot_keeps_everything",
+    "c": "c_replacement_instance_same_volume",
+    "d": "d_volume_attached_after_boot",
+    "e": "e_volume_blkid_cannot_probe",
+    "f": "f_volume_grown",
+    "g": "g_migration_from_compose_install",
+    "h": "h_migration_from_seed_module_layout",
+    "i": "i_apt_based_guest",
+    "j": "j_volume_added_to_volumeless_stack",
+}
+
+_print_lock = threading.Lock()
+results = {}
+
+
+def log(msg):
+    with _print_lock:
+        print(f"# {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+def report(key, ok, reason=""):
+    results[key] = (ok, reason)
+    with _print_lock:
+        print(f"PASS {NAMES[key]}" if ok else f"FAIL {NAMES[key]}: {reason}", flush=True)
+
+
+class Failed(Exception):
+    pass
+
+
+def check(cond, reason):
+    if not cond:
+        raise Failed(reason)
+
+
+# --- disks made on the host ------------------------------------------------------------------------------------------
+def mkfs_from_dir(path, tree, size):
+    """An ext4 image of a directory tree, as the guide makes one: mkfs.ext4 -d DIR -E root_owner=0:0."""
+    with tempfile.TemporaryDirectory() as d:
+        for rel, content in tree.items():
+            p = os.path.join(d, rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "w") as f:
+                f.write(content)
+            if rel.startswith("secrets/"):
+                os.chmod(p, 0o600)
+        os.chmod(os.path.join(d, "secrets"), 0o700) if os.path.isdir(os.path.join(d, "secrets")) else None
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-d", d, "-E", "root_owner=0:0", path, size], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def pgdata_files(prefix, cluster_id, password):
+    """The stand-in postgres's PGDATA (what tests/vm/share/standin/postgres writes on first start)."""
+    return {f"{prefix}/PG_VERSION": "15\n",
+            f"{prefix}/twin-password.sha256": hashlib.sha256(password.encode()).hexdigest() + "\n",
+            f"{prefix}/twin-cluster-id": cluster_id + "\n"}
+
+
+def ambiguous_disk(path, size):
+    """An ext4 filesystem with a stray FAT boot sector over its first 512 bytes (which ext4 leaves unused):
+    `blkid -p` exits 8, "ambivalent result (probably more filesystems on the device)"."""
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "dify-data", path, size], check=True, stdout=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory() as d:
+        fat = os.path.join(d, "fat.img")
+        subprocess.run(["mkfs.vfat", "-C", fat, "65536"], check=True, stdout=subprocess.DEVNULL)
+        boot = open(fat, "rb").read(512)
+    with open(path, "r+b") as f:
+        f.write(boot)
+    rc = subprocess.run(["blkid", "-p", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    check(rc == 8, f"the erroring disk should make blkid -p exit 8, got {rc}")
+
+
+def host_blkid(path):
+    p = subprocess.run(["blkid", "-p", "-o", "export", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return p.returncode, p.stdout
+
+
+# --- waiting for the guest and reading it ------------------------------------------------------------------------
+def quick(vm, serial):
+    rc, out, err = vm.sh(f"sh /mnt/twin/quick.sh '{serial}'", timeout=120)
+    if rc != 0:
+        raise RuntimeError(f"quick probe failed: {err[-500:]}")
+    q = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return {k: (q.get(k) or None) if k in ("device", "mount") else q.get(k, "") for k in ("boot_id", "system", "dify", "device", "mount")}
+
+
+def settle(vm, serial, timeout=900, stuck_after=90, boot_id=None):
+    """Waits until the boot is over (systemd: running/degraded, dify.service not activating). Returns (quick facts,
+    None) or (quick facts, why it stopped waiting). A bootstrap that has not mounted the data volume stuck_after
+    seconds after it appeared is reported, not waited for (today's script would wait 300 s for a name it never finds)."""
+    deadline = vm.started + timeout if boot_id is None else time.time() + timeout
+    device_seen = None
+    q = {}
+    while time.time() < deadline:
+        if not vm.running():
+            return q, "qemu exited"
+        try:
+            q = quick(vm, serial)
+        except Exception as e:  # the agent may be restarting
+            log(f"{vm.name}: probe: {e}")
+            time.sleep(5)
+            continue
+        if boot_id and q["boot_id"] == boot_id:
+            time.sleep(3)
+            continue
+        if q["system"] in ("running", "degraded") and q["dify"] != "activating":
+            return q, None
+        if q["device"] and not q["mount"] and q["dify"] == "activating":
+            device_seen = device_seen or time.time()
+            if time.time() - device_seen > stuck_after:
+                return q, (f"dify-bootstrap had not mounted the data volume {stuck_after}s after {q['device']} "
+                           f"(serial {serial}) appeared (dify.service still activating)")
+        else:
+            device_seen = None
+        time.sleep(6)
+    return q, f"boot not finished after {timeout}s (system {q.get('system')}, dify.service {q.get('dify')})"
+
+
+def probe(vm, serial, workdir, label):
+    rc, out, err = vm.sh(f"python3 /mnt/twin/probe.py '{serial}'", timeout=300)
+    if rc != 0:
+        raise RuntimeError(f"probe failed: {err[-800:]}")
+    facts = json.loads(out)
+    with open(os.path.join(workdir, f"probe-{label}.json"), "w") as f:
+        json.dump(facts, f, indent=1)
+    return facts
+
+
+def why_not_mounted(facts, volume_id):
+    """A one-line diagnosis for a data volume that is not mounted."""
+    lines = [l for l in facts.get("bootstrap_log", []) if "FAILED" in l or "rror" in l]
+    hint = f"; bootstrap log: {lines[-1].strip()[:200]}" if lines else ""
+    if facts.get("device"):
+        by_id = ""
+    else:
+        by_id = f"; no NVMe with serial {volume_id.replace('-', '')}"
+    names = [n for n in facts.get("by_id", []) if n.startswith("nvme-")]
+    if facts.get("device"):
+        return (f"{DATA} not mounted although the volume is {facts['device']} (by-id: "
+                f"nvme-QEMU_NVMe_Ctrl_{volume_id.replace('-', '')}; today's find_device looks only for "
+                f"nvme-Amazon_Elastic_Block_Store_*, /dev/sdf, /dev/xvdf){hint}")
+    return f"{DATA} not mounted{by_id} {names}{hint}"
+
+
+def running_services(facts):
+    return sorted({c["service"] or c["name"] for c in facts["containers"] if c["running"] and not c["restarting"]})
+
+
+def assert_serving(facts, volume_id):
+    """Dify is up on the data volume: mounted, containers running (one-shots exited 0), ping 200, the db on it."""
+    check(facts["mount"], why_not_mounted(facts, volume_id))
+    check(facts["mount"]["source"] == facts["device"], f"{DATA} is {facts['mount']['source']}, not the data volume {facts['device']}")
+    check(facts["mount"]["fstype"] == "ext4", f"{DATA} is {facts['mount']['fstype']}, not ext4")
+    check(facts["containers"], f"no containers (dify.service {facts['dify']}; bootstrap log: {' | '.join(facts['bootstrap_log'][-3:])[:300]})")
+    bad = [f"{c['name']} {c['status']}{' restarting' if c['restarting'] else ''} exit {c['exit_code']}"
+           for c in facts["containers"] if (not c["running"] or c["restarting"]) and not (c["status"] == "exited" and c["exit_code"] == 0)]
+    if facts.get("db_container") and not facts["db_container"]["running"]:
+        bad.append(f"db: {' | '.join(facts['db_container']['log'][-2:])}")
+    check(not bad, "containers not running: " + "; ".join(bad)[:400])
+    check(facts["ping"] == "200", f"GET http://127.0.0.1/console/api/ping in the guest answered {facts['ping'] or 'nothing'}")
+    check(facts.get("secrets"), f"no secrets file at {DATA}/secrets/dify-secrets.env")
+    check(facts["secrets"]["mode"] == "0o600", f"secrets file mode {facts['secrets']['mode']}, not 0600")
+    check(facts["db_cluster"], f"no database marker under {DATA}/volumes/db/data")
+
+
+def assert_ordering(facts):
+    """Nothing was written under /opt/dify-data on the root disk, and no container started before the mount."""
+    check(not facts["rootfs_data_entries"],
+          f"written under {DATA} on the root disk (hidden by the mount): {facts['rootfs_data_entries'][:5]}")
+    if facts["data_mount_times"] and facts["containers"]:
+        mounted = facts["data_mount_times"][-1]
+        early = [c["name"] for c in facts["containers"] if c["started_at"] and c["started_at"] < mounted and c["running"]]
+        check(not early, f"containers started before the data volume was mounted: {early}")
+
+
+def assert_not_started(facts, what):
+    running = running_services(facts)
+    check(not running, f"{what}, yet containers run: {running}")
+
+
+# --- the scenarios -----------------------------------------------------------------------------------------------
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        self.image = twin.image_dir()
+        self.work = args.workdir or tempfile.mkdtemp(prefix="dify-twin-")
+        os.makedirs(self.work, exist_ok=True)
+        self.user_data = os.path.abspath(args.user_data)
+        self.user_data_sha = hashlib.sha256(open(self.user_data, "rb").read()).hexdigest()
+        self.release = os.path.abspath(args.release)
+        self.timings = []
+        self.lock = threading.Lock()
+
+    def timing(self, what, seconds):
+        with self.lock:
+            self.timings.append((what, seconds))
+        log(f"time: {what} {seconds:.0f}s")
+
+    def vm(self, name, disk, **kw):
+        wd = os.path.join(self.work, name)
+        return twin.VM(wd, self.image, self.user_data, self.release, data=disk, name=name, smp=self.args.smp,
+                       memory_mb=self.args.memory, **kw)
+
+    def disk(self, name, size="4G"):
+        return twin.DataDisk(os.path.join(self.work, f"{name}.raw"), size=size)
+
+    def boot(self, vm, serial, label, **kw):
+        vm.start()
+        log(f"{vm.name}: started ({label})")
+        agent = vm.wait_agent(300)
+        q, stuck = settle(vm, serial, **kw)
+        self.timing(f"{label}: agent {agent:.0f}s, settled", time.time() - vm.started)
+        return q, stuck
+
+    def first_boot_checks(self, facts, disk):
+        check(facts["user_data_sha256"] == self.user_data_sha,
+              f"cloud-init's user data (sha256 {facts['user_data_sha256']}) is not the given file's ({self.user_data_sha})")
+
+    # a → b → f → c: one volume, one instance rebooted twice, then a replacement instance.
+    def chain_abfc(self, want):
+        disk = self.disk("vol-abfc")
+        vm = self.vm("abfc-1", disk)
+        state = {}
+        try:
+            q, stuck = self.boot(vm, disk.serial, "a first boot")
+            facts = probe(vm, disk.serial, vm.workdir, "a")
+            try:
+                self.first_boot_checks(facts, disk)
+                assert_serving(facts, disk.volume_id)
+                check(facts["blkid_p"]["rc"] == 0 and "TYPE=ext4" in facts["blkid_p"]["out"] and "PTTYPE" not in facts["blkid_p"]["out"],
+                      f"the volume should hold exactly one ext4 filesystem: blkid -p {facts['blkid_p']}")
+                check(facts["db_cluster_path"].startswith(DATA + "/volumes/db/"), f"db marker at {facts['db_cluster_path']}")
+                assert_ordering(facts)
+                check(not stuck, stuck)
+                report("a", True)
+            except Failed as e:
+                report("a", False, str(e) if not stuck or facts["mount"] else stuck + "; " + str(e))
+            if not facts["mount"]:
+                for k in "bfc":
+                    if k in want:
+                        report(k, False, "not run: the first boot never mounted the data volume (see a)")
+                return
+            state = {"uuid": facts["mount"]["uuid"], "secrets": (facts.get("secrets") or {}).get("sha256"), "db": facts["db_cluster"]}
+
+            if "b" in want or "f" in want:
+                # One restart serves b and f: the instance is stopped, its volume grown (as size_gb does; QEMU's NVMe
+                # refuses block_resize while attached), and started again: a reboot as the guest sees it.
+                grown = 6 * GiB
+                t = time.time()
+                clean = vm.shutdown()
+                check_clean = clean
+                if "f" in want:
+                    vm.resize_data(grown)
+                vm.start()
+                vm.wait_agent(300)
+                q, stuck = settle(vm, disk.serial, timeout=900)
+                if not check_clean:
+                    log("abfc-1: the shutdown before the restart was not clean (killed)")
+                self.timing("b/f stop, grow, start: settled", time.time() - t)
+                facts = probe(vm, disk.serial, vm.workdir, "b")
+                for key in "bf":
+                    if key not in want:
+                        continue
+                    try:
+                        check(facts["mount"], why_not_mounted(facts, disk.volume_id))
+                        check(facts["mount"]["uuid"] == state["uuid"], f"filesystem UUID changed {state['uuid']} -> {facts['mount']['uuid']}: reformatted")
+                        check((facts.get("secrets") or {}).get("sha256") == state["secrets"], "the secrets changed across a reboot")
+                        if key == "b":
+                            check(facts["db_cluster"] == state["db"], f"database cluster changed {state['db']} -> {facts['db_cluster']}")
+                            assert_serving(facts, disk.volume_id)
+                            assert_ordering(facts)
+                            check(not stuck, stuck)
+                        else:
+                            check(facts["device_size"] == grown, f"the guest sees {facts['device_size']} bytes, not the grown {grown}")
+                            check(facts.get("fs_bytes") and facts["fs_bytes"] >= 0.99 * grown,
+                                  f"filesystem is {facts.get('fs_bytes')} bytes on a {grown}-byte device: not grown")
+                            assert_serving(facts, disk.volume_id)
+                        report(key, True)
+                    except Failed as e:
+                        report(key, False, str(e))
+
+            t = time.time()
+            clean = vm.shutdown()
+            self.timing("abfc-1 shutdown", time.time() - t)
+            if not clean:
+                log("abfc-1: shutdown was not clean (killed)")
+
+            if "c" in want:
+                vm2 = self.vm("abfc-2", disk)
+                try:
+                    q, stuck = self.boot(vm2, disk.serial, "c replacement first boot")
+                    facts = probe(vm2, disk.serial, vm2.workdir, "c")
+                    try:
+                        check(facts["mount"], why_not_mounted(facts, disk.volume_id))
+                        check(facts["mount"]["uuid"] == state["uuid"], "filesystem UUID changed: the replacement reformatted the volume")
+                        check((facts.get("secrets") or {}).get("sha256") == state["secrets"], "the replacement made new secrets")
+                        check(facts["db_cluster"] == state["db"], f"database cluster {state['db']} -> {facts['db_cluster']}")
+                        assert_serving(facts, disk.volume_id)
+                        check(facts["db_container"] and facts["db_container"]["cluster"] == state["db"],
+                              f"the db container does not run the volume's cluster: {facts['db_container']}")
+                        assert_ordering(facts)
+                        check(not stuck, stuck)
+                        report("c", True)
+                    except Failed as e:
+                        report("c", False, str(e))
+                finally:
+                    vm2.shutdown()
+        finally:
+            vm.shutdown()
+
+    def scenario_d(self):
+        disk = self.disk("vol-d")
+        vm = self.vm("d", disk, attach_data=False)
+        try:
+            vm.start()
+            vm.wait_agent(300)
+            # Attach while dify-bootstrap runs (waits for the volume), as EC2 does when attach-volume is slow.
+            deadline = time.time() + 420
+            while time.time() < deadline:
+                try:
+                    if quick(vm, disk.serial)["dify"] in ("activating", "active", "failed"):
+                        break
+                except Exception as e:
+                    log(f"d: probe: {e}")
+                time.sleep(3)
+            time.sleep(20)
+            state = quick(vm, disk.serial)["dify"]
+            log(f"d: hot-plugging the volume (dify.service {state})")
+            vm.hotplug_data()
+            q, stuck = settle(vm, disk.serial)
+            self.timing("d late attach, settled", time.time() - vm.started)
+            facts = probe(vm, disk.serial, vm.workdir, "d")
+            check(state == "activating", f"dify.service was already {state} 20s after it started, before the volume was attached: it did not wait")
+            assert_serving(facts, disk.volume_id)
+            assert_ordering(facts)
+            check(not stuck, stuck)
+            report("d", True)
+        except Failed as e:
+            report("d", False, str(e))
+        finally:
+            vm.shutdown()
+
+    def scenario_e(self):
+        path = os.path.join(self.work, "vol-e.raw")
+        ambiguous_disk(path, "2G")
+        before = host_blkid(path)
+        disk = twin.DataDisk(path)
+        vm = self.vm("e", disk)
+        try:
+            q, stuck = self.boot(vm, disk.serial, "e erroring device", stuck_after=90)
+            facts = probe(vm, disk.serial, vm.workdir, "e")
+            vm.shutdown()
+            after = host_blkid(path)
+            console = vm.console_text()
+            check(after == before, f"the volume was changed (blkid -p before: rc {before[0]}, after: rc {after[0]} {after[1].split()[:2]}): it was formatted")
+            check(not facts["mount"], f"{DATA} is mounted from {facts['mount'] and facts['mount']['source']}")
+            assert_not_started(facts, "the volume cannot be probed")
+            check(not facts["rootfs_data_entries"], f"written under {DATA} on the root disk: {facts['rootfs_data_entries'][:5]}")
+            check(facts["dify"] == "failed", f"dify.service is {facts['dify']}, not failed" + (f" ({stuck})" if stuck else ""))
+            loud = [l for l in console.splitlines() if "dify-bootstrap" in l and ("FAIL" in l or "ambiv" in l or "refus" in l)]
+            check(loud, "no dify-bootstrap failure line on the serial console")
+            report("e", True)
+        except Failed as e:
+            report("e", False, str(e))
+        finally:
+            vm.shutdown()
+
+    def migration(self, key, tree, expect_cluster, volume_dirs):
+        path = os.path.join(self.work, f"vol-{key}.raw")
+        mkfs_from_dir(path, tree, "4G")
+        disk = twin.DataDisk(path)
+        vm = self.vm(key, disk)
+        try:
+            q, stuck = self.boot(vm, disk.serial, f"{key} migration")
+            facts = probe(vm, disk.serial, vm.workdir, key)
+            check(facts["mount"], (stuck + "; " if stuck else "") + why_not_mounted(facts, disk.volume_id))
+            db = facts.get("db_container")
+            check(db, f"no database container (containers: {running_services(facts)}; bootstrap: {' | '.join(facts['bootstrap_log'][-2:])[:300]})")
+            check(db["cluster"] == expect_cluster,
+                  f"the database container runs cluster {db['cluster']} from {db['source']}, not the migrated {expect_cluster} "
+                  f"(the volume's {volume_dirs} are not where the release's compose file looks)")
+            check(db["running"], f"the migrated database refuses to start: {' | '.join(db['log'][-2:])}")
+            if key == "g":
+                check(facts.get("api_storage") and "privkeys/tenant-1/private.pem" in facts["api_storage"],
+                      f"the tenant keys app/storage/privkeys are not in the api's storage: {facts.get('api_storage')}")
+            assert_serving(facts, disk.volume_id)
+            report(key, True)
+        except Failed as e:
+            report(key, False, str(e))
+        finally:
+            vm.shutdown()
+
+    def scenario_g(self):
+        # docs/guides/move-compose-to-aws.md: the image's root holds volumes/ (the install's docker/volumes: db/,
+        # redis/, weaviate/, app/storage/ with the tenants' keys) and secrets/import.env (the old .env's secrets).
+        cluster = "compose-" + uuid.uuid4().hex[:12]
+        tree = {**pgdata_files("volumes/db/data/pgdata", cluster, OLD_DB_PASSWORD),
+                "volumes/redis/data/twin-redis-id": "compose-redis\n",
+                "volumes/weaviate/twin-marker": "compose-weaviate\n",
+                "volumes/app/storage/privkeys/tenant-1/private.pem": "-----BEGIN RSA PRIVATE KEY-----\ntwin\n-----END RSA PRIVATE KEY-----\n",
+                "volumes/app/storage/upload_files/tenant-1/file.txt": "an upload\n",
+                "secrets/import.env": f"SECRET_KEY=sk-old-compose-install\nDB_PASSWORD={OLD_DB_PASSWORD}\nREDIS_PASSWORD={OLD_DB_PASSWORD}\n"}
+        self.migration("g", tree, cluster, "volumes/ (from the Compose install) and secrets/import.env")
+
+    def scenario_h(self):
+        # The seed HCL module's volume: postgres/, redis/, weaviate/ at the root of /opt/dify-data; the guide
+        # (docs/guides/migrate-from-hcl-module.md, section 5) adds secrets/import.env from the module's .env.
+        cluster = "seed-" + uuid.uuid4().hex[:12]
+        tree = {**pgdata_files("postgres/pgdata", cluster, OLD_DB_PASSWORD),
+                "redis/twin-redis-id": "seed-redis\n",
+                "weaviate/twin-marker": "seed-weaviate\n",
+                "secrets/import.env": f"DB_PASSWORD={OLD_DB_PASSWORD}\nREDIS_PASSWORD={OLD_DB_PASSWORD}\n"}
+        self.migration("h", tree, cluster, "postgres/ redis/ weaviate/ and secrets/import.env")
+
+    def scenario_i(self):
+        disk = self.disk("vol-i")
+        vm = self.vm("i", disk, append="twin.nodocker")
+        try:
+            q, stuck = self.boot(vm, disk.serial, "i apt-based guest")
+            facts = probe(vm, disk.serial, vm.workdir, "i")
+            rc, out, _ = vm.sh("cat /var/log/twin-nodocker.log")
+            check("docker.io removed" in out, f"the twin did not remove docker.io before boot: {out[-200:]}")
+            fails = [l.strip() for l in facts["bootstrap_log"] if "not found" in l or "FAILED" in l or "E:" in l]
+            check(facts["docker_io_status"].endswith("installed") and "not-installed" not in facts["docker_io_status"],
+                  f"Docker was not installed by dify-bootstrap (dpkg: {facts['docker_io_status'] or 'absent'}"
+                  + (f"; bootstrap: {' | '.join(fails[-2:])[:300]}" if fails else "") + ")")
+            assert_serving(facts, disk.volume_id)
+            report("i", True)
+        except Failed as e:
+            report("i", False, str(e))
+        finally:
+            vm.shutdown()
+
+    def scenario_j(self):
+        # A stack without a data volume: Dify's data is on the root disk. Then a volume is added (the provider stops
+        # the instance, attaches the volume, tags it, starts the instance). The data must be moved to it or the boot
+        # refused: never a fresh Dify on the new volume with the old data hidden underneath.
+        vm = self.vm("j", None, tags={"Name": "j", "dify:managed-by": "terraform-provider-dify"})
+        disk = None
+        try:
+            q, stuck = self.boot(vm, "", "j volumeless first boot")
+            before = probe(vm, "", vm.workdir, "j-volumeless")
+            check(before["containers"] and before["ping"] == "200" and before.get("secrets"),
+                  f"the volumeless stack did not come up (containers {running_services(before)}, ping {before['ping']}, "
+                  f"bootstrap: {' | '.join(before['bootstrap_log'][-2:])[:300]})")
+            old = {"secrets": before["secrets"]["sha256"], "db": before["db_cluster"]}
+            vm.shutdown()
+            disk = self.disk("vol-j")
+            vm.data = disk
+            vm.attach_data = True
+            vm.set_metadata({**vm.tags, "dify:data-volume": disk.volume_id})
+            q, stuck = self.boot(vm, disk.serial, "j start with the volume added")
+            facts = probe(vm, disk.serial, vm.workdir, "j-volume")
+            if facts["mount"]:
+                hidden = [what for what, same in (("secrets", (facts.get("secrets") or {}).get("sha256") == old["secrets"]),
+                                                  ("database", facts["db_cluster"] == old["db"])) if not same]
+                check(not hidden, f"the volume was mounted over the root disk's {DATA} and Dify started afresh: "
+                                  f"its {' and '.join(hidden)} are new, the old ones hidden underneath")
+                assert_serving(facts, disk.volume_id)
+            else:
+                check(facts["dify"] == "failed", f"{DATA} not mounted and dify.service is {facts['dify']}"
+                      + (f" ({stuck})" if stuck else "") + "; " + why_not_mounted(facts, disk.volume_id))
+                check(not any("did not appear" in l for l in facts["bootstrap_log"]),
+                      "dify-bootstrap failed because it did not find the volume, not because the root disk holds data: "
+                      + why_not_mounted(facts, disk.volume_id))
+                assert_not_started(facts, "the boot was refused")
+            report("j", True)
+        except Failed as e:
+            report("j", False, str(e))
+        finally:
+            vm.shutdown()
+
+
+def run_job(runner, job, want):
+    keys = {"abfc": "abfc", "d": "d", "e": "e", "g": "g", "h": "h", "i": "i", "j": "j"}[job]
+    try:
+        if job == "abfc":
+            runner.chain_abfc(want)
+        else:
+            getattr(runner, f"scenario_{job}")()
+    except Exception as e:
+        log(traceback.format_exc())
+        for k in keys:
+            if k in want and k not in results:
+                report(k, False, f"twin error: {type(e).__name__}: {str(e)[:300]}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--user-data", default=os.path.join(ROOT, "tests/golden/user-data-default.yaml"))
+    p.add_argument("--release", default=os.path.join(ROOT, "tests/contract/dify-1.13.3"),
+                   help="the release directory `git clone` yields in the guest (its docker/ is the compose fixture)")
+    p.add_argument("--only", default="abcdefghij", help="scenario letters, e.g. abc")
+    p.add_argument("--jobs", type=int, default=2, help="VMs at once")
+    p.add_argument("--smp", type=int, default=1)
+    p.add_argument("--memory", type=int, default=1536)
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--keep", action="store_true", help="keep the work directory even when everything passed")
+    args = p.parse_args()
+    twin.install_signal_handlers()
+    want = set(args.only.replace(",", ""))
+    if want & set("bcf"):
+        want.add("a")  # they continue a's instance and volume
+    if not os.path.isdir(os.path.join(args.release, "docker")):
+        print(f"FAIL setup: no release fixture at {args.release}/docker\n0 passed, 1 failed")
+        sys.exit(1)
+    t0 = time.time()
+    runner = Runner(args)
+    log(f"image {runner.image}; work {runner.work}; user data {runner.user_data}; release {runner.release}")
+    jobs = [j for j in ["abfc", "d", "j", "g", "e", "h", "i"] if set(j if j != "abfc" else "abfc") & want]
+    queue = list(jobs)
+    qlock = threading.Lock()
+
+    def worker():
+        while True:
+            with qlock:
+                if not queue:
+                    return
+                job = queue.pop(0)
+            run_job(runner, job, want)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, args.jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    twin._kill_all()
+    runner.timing("all scenarios", time.time() - t0)
+    with open(os.path.join(runner.work, "timings.txt"), "w") as f:
+        for what, s in runner.timings:
+            f.write(f"{s:7.0f}s  {what}\n")
+    passed = sum(1 for k in want if results.get(k, (False,))[0])
+    failed = len(want) - passed
+    for k in sorted(want):
+        if k not in results:
+            report(k, False, "not run")
+    if failed == 0 and not args.keep and not args.workdir:
+        shutil.rmtree(runner.work, ignore_errors=True)
+    else:
+        log(f"logs kept in {runner.work}")
+    print(f"{passed} passed, {failed} failed", flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
