@@ -77,11 +77,12 @@ vm-tools:
 	@command -v mmdebstrap >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap)
 	@command -v qemu-system-x86_64 >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils)
 	@command -v mkfs.vfat >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dosfstools)
+	@command -v qemu-img >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-utils)
 	@command -v genisoimage >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq genisoimage)
 
 test-vm: venv tools vm-tools
 	cargo test --locked --test integration -- --ignored vm_twin_inputs_from_an_applied_stack
-	$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml
+	$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghij)
 
 # The fault matrix of the convergence test at a larger size: make test-faults SEEDS=100 (make test runs 3 seeds).
 SEEDS ?= 10

@@ -74,7 +74,7 @@ mmdebstrap --variant=apt --mode=root --format=directory \
   --customize-hook='printf "%s\n" "/dev/vda / ext4 rw,errors=remount-ro 0 1" "twin /mnt/twin 9p trans=virtio,version=9p2000.L,ro,nofail,x-systemd.device-timeout=5s 0 0" "release /mnt/twin-release 9p trans=virtio,version=9p2000.L,ro,nofail,x-systemd.device-timeout=5s 0 0" > "$1/etc/fstab"; mkdir -p "$1/mnt/twin" "$1/mnt/twin-release" "$1/var/log/journal"' \
   --customize-hook='echo dify-twin > "$1/etc/hostname"; printf "127.0.0.1 localhost\n127.0.1.1 dify-twin\n" > "$1/etc/hosts"; : > "$1/etc/machine-id"; rm -f "$1/var/lib/dbus/machine-id"' \
   --customize-hook='sed -i "s/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/" "$1/etc/locale.gen" && chroot "$1" locale-gen >/dev/null' \
-  --customize-hook='chroot "$1" systemctl enable systemd-networkd twin-nodocker.service twin-prime.service docker.service' \
+  --customize-hook='chroot "$1" systemctl enable systemd-networkd twin-nodocker.service docker.service' \
   --customize-hook='chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer systemd-timesyncd.service 2>/dev/null || true' \
   --customize-hook='mkdir -p "$1/var/lib/twin-apt/partial" && chroot "$1" apt-get install -y -qq --reinstall --download-only -o Dir::Cache::archives=/var/lib/twin-apt docker.io git && rm -rf "$1/var/lib/twin-apt/partial" "$1/var/lib/twin-apt/lock"' \
   --customize-hook='chroot "$1" sh -c "cd /var/lib/twin-apt && apt-ftparchive packages . > Packages && apt-ftparchive release . > Release"' \
@@ -86,18 +86,6 @@ mkfs.ext4 -q -L twin-root -d "$WORK/rootfs" "$WORK/rootfs.raw" "$ROOTFS_SIZE"
 rm -rf "$WORK/rootfs"
 chmod 0644 "$WORK/vmlinuz" "$WORK/initrd.img"
 
-# Prime: boot it once (TCG, cloud-init disabled) so dockerd's first start and the stand-in images are done here, not
-# in every VM. twin-prime.service empties /etc/machine-id and the journal, then powers off.
-echo "build-image: priming (one boot under TCG)" >&2
-timeout 600 qemu-system-x86_64 -accel tcg -machine pc -cpu qemu64 -smp 2 -m 2048 -nodefaults -no-user-config \
-  -display none -no-reboot -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
-  -append "root=/dev/vda rw console=ttyS0 apparmor=0 mitigations=off cloud-init=disabled twin.prime" \
-  -drive "if=virtio,file=$WORK/rootfs.raw,format=raw,cache=unsafe" \
-  -virtfs "local,path=$HERE/share,mount_tag=twin,security_model=none,readonly=on,id=twin" \
-  -virtfs "local,path=$HERE/share,mount_tag=release,security_model=none,readonly=on,id=release" \
-  -serial "file:$WORK/prime.log" >&2 || true
-debugfs -R "cat /var/lib/twin-primed" "$WORK/rootfs.raw" 2>/dev/null | grep -q T ||
-  { echo "build-image: priming failed (console: $WORK/prime.log)" >&2; tail -20 "$WORK/prime.log" >&2; exit 1; }
 echo "built $(date -u +%FT%TZ) in $(( $(date +%s) - started ))s; compose: $COMPOSE" > "$WORK/complete"
 rm -rf "$DIR"
 mv "$WORK" "$DIR"

@@ -7,8 +7,8 @@ Prints `PASS name` or `FAIL name: reason` per scenario, then `N passed, M failed
 Progress goes to stderr; every VM's console, QEMU log and probes stay in the work directory (kept on failure).
 
 Scenarios (each asserts on the guest's mounts, containers, the data volume's files, HTTP, the journal):
-  a first boot on a blank volume      b reboot                     c replacement instance, same volume
-  d volume attached after boot        e volume blkid cannot probe  f volume grown
+  a first boot on a blank volume      b restart (stop/start)       c replacement instance, same volume
+  d volume attached after boot        e volume blkid cannot probe  f volume grown (with b's restart)
   g volume made from a Compose install (docs/guides/move-compose-to-aws.md)
   h volume in the seed HCL module's layout (/opt/dify-data/{postgres,redis,weaviate})
   i apt-based guest (Docker not on the image)     j volume added to a stack that had none
@@ -175,9 +175,9 @@ def why_not_mounted(facts, volume_id):
         by_id = f"; no NVMe with serial {volume_id.replace('-', '')}"
     names = [n for n in facts.get("by_id", []) if n.startswith("nvme-")]
     if facts.get("device"):
-        return (f"{DATA} not mounted although the volume is {facts['device']} (by-id: "
-                f"nvme-QEMU_NVMe_Ctrl_{volume_id.replace('-', '')}; today's find_device looks only for "
-                f"nvme-Amazon_Elastic_Block_Store_*, /dev/sdf, /dev/xvdf){hint}")
+        return (f"{DATA} not mounted although the volume is {facts['device']} (serial {volume_id.replace('-', '')} in "
+                f"/sys/class/nvme/*/serial; its by-id name is nvme-QEMU_NVMe_Ctrl_<serial>, not "
+                f"nvme-Amazon_Elastic_Block_Store_<serial>){hint}")
     return f"{DATA} not mounted{by_id} {names}{hint}"
 
 
