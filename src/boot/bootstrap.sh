@@ -309,8 +309,26 @@ write_env() {
   mv "$target.new" "$target"
 }
 
-# Docker, Compose v2 and git, from the distribution's packages (dnf on Amazon Linux, apt on Debian and Ubuntu) when
-# the image lacks them; the Compose plugin from its release when no package has it.
+# A file from s3://bucket/key (with the instance profile) or https://, kept only when its SHA-256 is the one pinned in
+# the stack's configuration; on a mismatch it is deleted and the boot stops before anything starts.
+fetch_verified() {
+  local url="$1" sha256="$2" dest="$3" what="$4" actual
+  rm -f "$dest"
+  case "$url" in
+    s3://*) aws s3 cp --only-show-errors "$url" "$dest" ||
+      fail "downloading $what from $url (the instance profile needs s3:GetObject on it, and the subnet a way to S3: a NAT or the S3 gateway endpoint)" ;;
+    *) curl -fsSL --retry 3 -o "$dest" "$url" || fail "downloading $what from $url" ;;
+  esac
+  actual="$(sha256sum "$dest" | cut -d ' ' -f 1)"
+  if [ "$actual" != "$sha256" ]; then
+    rm -f "$dest"
+    fail "$what from $url has SHA-256 $actual, not the pinned $sha256: not using it, nothing started. Fix the file or its checksum in the dify block"
+  fi
+}
+
+# Docker and Compose v2 from the distribution's packages (dnf on Amazon Linux, apt on Debian and Ubuntu) when the
+# image lacks them. The Compose plugin, when no package has it: from compose_plugin_url (checksum pinned), else from
+# its GitHub release. An image with `docker compose` already working downloads nothing.
 install_packages() {
   if command -v dnf >/dev/null; then
     dnf install -y -q "$@"
@@ -322,30 +340,63 @@ install_packages() {
 }
 
 install_docker() {
+  local plugins="${DIFY_CLI_PLUGINS:-/usr/local/lib/docker/cli-plugins}"
   if ! command -v docker >/dev/null; then
     if command -v dnf >/dev/null; then install_packages docker; else install_packages docker.io; fi
   fi
-  command -v git >/dev/null || install_packages git
   systemctl enable --now docker
   if ! docker compose version >/dev/null 2>&1 && command -v apt-get >/dev/null; then
     install_packages docker-compose-v2 >/dev/null 2>&1 || install_packages docker-compose-plugin >/dev/null 2>&1 || true
   fi
   if ! docker compose version >/dev/null 2>&1; then
-    mkdir -p /usr/local/lib/docker/cli-plugins
-    curl -fsSL -o /usr/local/lib/docker/cli-plugins/docker-compose \
-      "https://github.com/docker/compose/releases/download/${DIFY_COMPOSE_VERSION}/docker-compose-linux-$(uname -m)" ||
-      fail "downloading Docker Compose $DIFY_COMPOSE_VERSION"
-    chmod +x /usr/local/lib/docker/cli-plugins/docker-compose
+    mkdir -p "$plugins"
+    if [ -n "${DIFY_COMPOSE_PLUGIN_URL:-}" ]; then
+      fetch_verified "$DIFY_COMPOSE_PLUGIN_URL" "$DIFY_COMPOSE_PLUGIN_SHA256" "$plugins/docker-compose" "the Docker Compose plugin"
+    else
+      curl -fsSL -o "$plugins/docker-compose" \
+        "https://github.com/docker/compose/releases/download/${DIFY_COMPOSE_VERSION}/docker-compose-linux-$(uname -m)" ||
+        fail "downloading Docker Compose $DIFY_COMPOSE_VERSION from GitHub (without internet access, set compose_plugin_url or use an image with the plugin)"
+    fi
+    chmod +x "$plugins/docker-compose"
   fi
 }
 
+# The release's docker/ directory from release_url: a tarball holding docker/ at its top, or under one top directory
+# as GitHub's source archives do (dify-1.13.3/docker/).
+unpack_release() {
+  local dir="$1" top
+  fetch_verified "$DIFY_RELEASE_URL" "$DIFY_RELEASE_SHA256" "$dir.tar" "Dify $DIFY_VERSION's release tarball"
+  mkdir -p "$dir.partial"
+  tar -xf "$dir.tar" -C "$dir.partial" || fail "unpacking $DIFY_RELEASE_URL (a tarball of the release's docker/ directory)"
+  rm -f "$dir.tar"
+  if [ ! -d "$dir.partial/docker" ]; then
+    for top in "$dir.partial"/*/; do
+      if [ -d "${top}docker" ]; then
+        mv "${top}docker" "$dir.partial/docker"
+        rm -rf "$top"
+        break
+      fi
+    done
+  fi
+  [ -d "$dir.partial/docker" ] || fail "$DIFY_RELEASE_URL holds no docker/ directory (at its top, or under one top directory)"
+  echo "$DIFY_RELEASE_SHA256" >"$dir.partial/.dify-release-sha256"
+}
+
 fetch_dify() {
-  # The Compose files of the release tag, never the moving main branch. A new version is fetched beside the old.
+  # The Compose files of the release tag, never the moving main branch: from release_url when set (checksum pinned),
+  # else cloned from GitHub. A new version is fetched beside the old; a tarball whose pinned checksum changed, again.
   local dir="$RELEASES/$DIFY_VERSION"
-  if [ ! -d "$dir/docker" ]; then
+  if [ ! -d "$dir/docker" ] || [ "$(cat "$dir/.dify-release-sha256" 2>/dev/null)" != "${DIFY_RELEASE_SHA256:-}" ]; then
     rm -rf "$dir.partial"
-    git clone --quiet --depth 1 --branch "$DIFY_VERSION" https://github.com/langgenius/dify.git "$dir.partial" ||
-      fail "fetching Dify $DIFY_VERSION"
+    mkdir -p "$RELEASES"
+    if [ -n "${DIFY_RELEASE_URL:-}" ]; then
+      unpack_release "$dir"
+    else
+      command -v git >/dev/null || install_packages git
+      git clone --quiet --depth 1 --branch "$DIFY_VERSION" https://github.com/langgenius/dify.git "$dir.partial" ||
+        fail "fetching Dify $DIFY_VERSION from GitHub (without internet access, set release_url)"
+    fi
+    rm -rf "$dir"
     mv "$dir.partial" "$dir"
   fi
   ln -sfn "$dir" "$RELEASES/current"
@@ -356,6 +407,61 @@ fetch_dify() {
     rm -rf "$dir/docker/volumes"
     ln -s "$DATA_DIR/volumes" "$dir/docker/volumes"
   fi
+}
+
+# An image reference moved to the registry, its repository path and tag (or digest) kept: Docker Hub's images under
+# their full name (postgres:15-alpine -> REGISTRY/library/postgres:15-alpine, langgenius/dify-api:1.13.3 ->
+# REGISTRY/langgenius/dify-api:1.13.3), another registry's under its host (quay.io/coreos/etcd:v3.5.5 ->
+# REGISTRY/quay.io/coreos/etcd:v3.5.5). An image already on the registry's host is left as it is.
+registry_image() {
+  local image="$1" registry="$2" first="${1%%/*}"
+  case "$image" in "${registry%%/*}"/*)
+    printf '%s\n' "$image"
+    return 0
+    ;;
+  esac
+  if [ "$first" = docker.io ] || [ "$first" = index.docker.io ]; then
+    image="${image#*/}"
+    first="${image%%/*}"
+  fi
+  # A first part with no dot, no port and not localhost is a Docker Hub namespace; none at all, an official image.
+  [ "$first" = "$image" ] && image="library/$image"
+  printf '%s/%s\n' "$registry" "$image"
+}
+
+# With image_registry: docker-compose.images.yaml (in COMPOSE_FILE) gives every service of the release, in every
+# profile and with image_overrides applied, its image on the registry, as Compose itself resolves the files.
+write_images_override() {
+  local files=(-f docker-compose.yaml) profiles=() profile listed resolved service image
+  [ -f docker-compose.override.yaml ] && files+=(-f docker-compose.override.yaml)
+  listed="$(docker compose "${files[@]}" config --profiles)" || fail "listing the profiles of Dify $DIFY_VERSION's compose file"
+  for profile in $listed; do profiles+=(--profile "$profile"); done
+  # The resolved project holds .env's values: it only passes through this pipe, never a file or the log.
+  resolved="$(docker compose "${files[@]}" "${profiles[@]}" config --format json |
+    python3 -c 'import json, sys; [print(n, s["image"]) for n, s in sorted(json.load(sys.stdin)["services"].items()) if s.get("image")]')" ||
+    fail "resolving the images of Dify $DIFY_VERSION's compose file"
+  {
+    echo "# Written by dify-bootstrap: every image from $DIFY_IMAGE_REGISTRY (dify.image_registry)."
+    echo "services:"
+    while read -r service image; do
+      [ -n "$service" ] || continue
+      printf '  %s:\n    image: "%s"\n' "$service" "$(registry_image "$image" "$DIFY_IMAGE_REGISTRY")"
+    done <<<"$resolved"
+  } >docker-compose.images.yaml
+}
+
+# ECR (a host such as 123456789012.dkr.ecr.ap-northeast-1.amazonaws.com) with the instance profile's token, passed
+# on a pipe; any other registry is pulled from as Docker is configured on the image.
+registry_login() {
+  local host="${DIFY_IMAGE_REGISTRY%%/*}" region
+  case "$host" in
+    *.dkr.ecr.*.amazonaws.com | *.dkr.ecr.*.amazonaws.com.cn)
+      region="${host#*.dkr.ecr.}"
+      region="${region%%.*}"
+      aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$host" >/dev/null ||
+        fail "logging in to $host with the instance profile (it needs ecr:GetAuthorizationToken, and the subnet a way to the ecr.api endpoint)"
+      ;;
+  esac
 }
 
 main() {
@@ -374,13 +480,23 @@ main() {
   install_docker
   fetch_dify
   cd "$RELEASES/current/docker"
-  write_env .env.example .env
   if [ -f "$SETTINGS_DIR/docker-compose.override.yaml" ]; then
     cp "$SETTINGS_DIR/docker-compose.override.yaml" docker-compose.override.yaml
   else
     rm -f docker-compose.override.yaml
   fi
-  docker compose up -d --remove-orphans
+  rm -f docker-compose.images.yaml
+  if [ -n "${DIFY_IMAGE_REGISTRY:-}" ]; then
+    DIFY_ENV[COMPOSE_FILE]="docker-compose.yaml"
+    [ -f docker-compose.override.yaml ] && DIFY_ENV[COMPOSE_FILE]+=":docker-compose.override.yaml"
+    DIFY_ENV[COMPOSE_FILE]+=":docker-compose.images.yaml"
+  fi
+  write_env .env.example .env
+  if [ -n "${DIFY_IMAGE_REGISTRY:-}" ]; then
+    write_images_override
+    registry_login
+  fi
+  docker compose up -d --remove-orphans || fail "docker compose up for Dify $DIFY_VERSION (pulling images from ${DIFY_IMAGE_REGISTRY:-their registries})"
   echo "dify-bootstrap: Dify $DIFY_VERSION started"
 }
 

@@ -19,7 +19,7 @@ fn the_boot_script_passes_shellcheck() {
 
 #[test]
 fn rendered_user_data_is_cloud_config_yaml() {
-    for golden in ["user-data-default.yaml", "user-data-full.yaml"] {
+    for golden in ["user-data-default.yaml", "user-data-full.yaml", "user-data-closed-network.yaml"] {
         let check = format!(
             "import yaml,sys; d=yaml.safe_load(open('{}')); assert open('{}').readline().strip()=='#cloud-config'; \
              paths=[w['path'] for w in d['write_files']]; assert '/usr/local/sbin/dify-bootstrap' in paths and '/etc/systemd/system/dify.service' in paths, paths; \
@@ -34,7 +34,7 @@ fn rendered_user_data_is_cloud_config_yaml() {
 
 #[test]
 fn rendered_user_data_passes_cloud_init_s_schema_check() {
-    for golden in ["user-data-default.yaml", "user-data-full.yaml"] {
+    for golden in ["user-data-default.yaml", "user-data-full.yaml", "user-data-closed-network.yaml"] {
         let out = Command::new("cloud-init").args(["schema", "--config-file"]).arg(root().join("tests/golden").join(golden)).output().expect("cloud-init (make test installs it)");
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success() && text.contains("Valid cloud-config"), "{golden}: {text}");

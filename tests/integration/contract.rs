@@ -620,3 +620,119 @@ fn a_data_volume_with_a_filesystem_never_hides_data_on_the_root_disk() {
     assert_eq!(sandbox.calls("mount "), 0, "not mounted over the root disk's data");
     assert!(sandbox.compose_up_dirs().is_empty());
 }
+
+const ECR: &str = "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/docker-hub";
+
+impl Resolved {
+    /// The project with every profile enabled: each service the release defines, running or not.
+    fn of_every_profile(project: &Path) -> Resolved {
+        let out = Command::new(venv().join("bin/docker-compose"))
+            .args(["--profile", "*", "config", "--format", "json"])
+            .current_dir(project)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", project)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&out.stderr));
+        Resolved { json: serde_json::from_slice(&out.stdout).unwrap() }
+    }
+}
+
+#[test]
+fn with_an_image_registry_every_service_of_every_profile_pulls_from_it_after_an_ecr_login() {
+    for store in ["weaviate", "milvus"] {
+        let config = DifyConfig {
+            vector_store: Some(store.into()),
+            image_registry: Some(ECR.into()),
+            image_overrides: Some(BTreeMap::from([
+                ("sandbox".to_string(), "langgenius/dify-sandbox:0.2.12".to_string()),
+                ("nginx".to_string(), "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/own/nginx:1.27.3".to_string()),
+            ])),
+            ..DifyConfig::default()
+        };
+        let b = boot_config(config);
+        assert_works(&b);
+        let r = &b.resolved;
+        assert_eq!(r.image("api"), format!("{ECR}/langgenius/dify-api:1.13.3"), "a Docker Hub image keeps its path and tag");
+        assert_eq!(r.image("sandbox"), format!("{ECR}/langgenius/dify-sandbox:0.2.12"), "an image_overrides image moves too");
+        assert_eq!(r.image("nginx"), "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/own/nginx:1.27.3", "an image already on the registry's host is kept");
+        assert_eq!(r.image("db_postgres"), format!("{ECR}/library/postgres:15-alpine"), "an official image under library/");
+        if store == "milvus" {
+            assert_eq!(r.image("etcd"), format!("{ECR}/quay.io/coreos/etcd:v3.5.5"), "another registry's image under its host");
+        }
+        let every = Resolved::of_every_profile(&b.project());
+        assert!(every.services().len() > r.services().len() && every.services().contains("db_mysql"), "every profile: {:?}", every.services());
+        for service in every.services() {
+            let image = every.image(&service);
+            assert!(image.starts_with("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/"), "{service} pulls {image}, not from the registry");
+        }
+        let calls = std::fs::read_to_string(b.sandbox.path("calls")).unwrap();
+        assert!(calls.contains("aws ecr get-login-password --region ap-northeast-1"), "{calls}");
+        assert!(calls.contains("docker login --username AWS --password-stdin 123456789012.dkr.ecr.ap-northeast-1.amazonaws.com"), "{calls}");
+        assert_eq!(std::fs::read_to_string(b.sandbox.path("docker-login-stdin")).unwrap().trim(), "ecr-token-from-the-instance-profile", "the token goes on stdin");
+        assert!(!b.sandbox.log().contains("ecr-token-from-the-instance-profile"), "the token is never logged");
+        assert!(!std::fs::read_to_string(b.sandbox.path("user-data.yaml")).unwrap().contains("ecr-token"), "nothing secret in user data");
+    }
+}
+
+#[test]
+fn without_an_image_registry_the_release_s_images_are_untouched() {
+    let b = boot_config(DifyConfig::default());
+    assert_eq!(b.resolved.image("db_postgres"), "postgres:15-alpine");
+    assert!(!b.project().join("docker-compose.images.yaml").exists());
+    assert_eq!(b.sandbox.calls("docker login"), 0);
+}
+
+#[test]
+fn cors_origins_reach_the_api_s_environment() {
+    let origins = vec!["https://main.d1abc.amplifyapp.com".to_string(), "http://localhost:3000".to_string()];
+    let b = boot_config(DifyConfig { cors_allow_origins: Some(origins), ..DifyConfig::default() });
+    assert_works(&b);
+    for service in ["api", "worker"] {
+        for key in ["WEB_API_CORS_ALLOW_ORIGINS", "CONSOLE_CORS_ALLOW_ORIGINS"] {
+            assert_eq!(b.resolved.var(service, key), "https://main.d1abc.amplifyapp.com,http://localhost:3000", "{service} {key}");
+        }
+    }
+    let default = boot_config(DifyConfig::default());
+    assert_eq!(default.resolved.var("api", "WEB_API_CORS_ALLOW_ORIGINS"), "*", "unset: Dify's default");
+}
+
+#[test]
+fn a_release_from_a_pinned_tarball_boots_without_github() {
+    for url in ["s3://dify-artifacts/releases/dify-1.13.3-docker.tar.gz", "https://artifacts.internal/dify/1.13.3.tar.gz"] {
+        let sandbox = BootSandbox::new("#cloud-config\nwrite_files: []\n");
+        let (tarball, sha256) = sandbox.release_tarball("1.13.3");
+        sandbox.serve(url, &tarball);
+        let config = DifyConfig { release_url: Some(url.into()), release_sha256: Some(sha256.to_uppercase()), ..DifyConfig::default() };
+        sandbox.write_user_data(&boot::render(&config, 80));
+        sandbox.device("sdf");
+        assert!(sandbox.boot("vol-0abc").status.success(), "{url}: {}", sandbox.log());
+        assert_eq!(sandbox.calls("git"), 0, "{url}: no clone from GitHub");
+        let project = sandbox.compose_up_dirs().last().cloned().expect("docker compose up ran");
+        let b = Booted { resolved: Resolved::of(&project), sandbox, config, app_port: 80 };
+        assert_works(&b);
+        // A second boot reuses the unpacked release.
+        assert!(b.sandbox.boot("vol-0abc").status.success(), "{}", b.sandbox.log());
+        assert_eq!(b.sandbox.calls("aws s3 cp") + b.sandbox.calls("curl"), 1, "{url}: fetched once");
+    }
+}
+
+#[test]
+fn a_release_tarball_with_the_wrong_checksum_starts_nothing() {
+    let sandbox = BootSandbox::new("#cloud-config\nwrite_files: []\n");
+    let (tarball, sha256) = sandbox.release_tarball("1.13.3");
+    let url = "s3://dify-artifacts/dify-1.13.3-docker.tar.gz";
+    sandbox.serve(url, &tarball);
+    let pinned = format!("{}{}", &sha256[..63], if sha256.ends_with('0') { "1" } else { "0" });
+    let config = DifyConfig { release_url: Some(url.into()), release_sha256: Some(pinned.clone()), ..DifyConfig::default() };
+    sandbox.write_user_data(&boot::render(&config, 80));
+    sandbox.device("sdf");
+    let out = sandbox.boot("vol-0abc");
+    assert!(!out.status.success(), "the boot fails");
+    let log = sandbox.log();
+    assert!(log.contains(&format!("FAILED: Dify 1.13.3's release tarball from {url} has SHA-256 {sha256}, not the pinned {pinned}")), "{log}");
+    assert!(sandbox.compose_up_dirs().is_empty(), "nothing started");
+    assert!(!sandbox.path("root/opt/dify/1.13.3").exists() && !sandbox.path("root/opt/dify/current").exists(), "nothing unpacked");
+    assert_eq!(sandbox.calls("git"), 0, "no fallback to GitHub");
+}

@@ -1,7 +1,8 @@
 //! A sandbox that runs the real `dify-bootstrap` from rendered user data: the user data's `write_files` laid out
 //! under a root as cloud-init writes them, stand-in devices and disk tools, and stand-ins for the outside world
-//! (`docker`, `git`, `aws`, `dnf`, `systemctl`) that record their calls. `git clone` copies a model of Dify's release
-//! from `tests/contract/`; `aws secretsmanager` answers from files the test writes.
+//! (`docker`, `git`, `aws`, `curl`, `dnf`, `systemctl`) that record their calls. `git clone` copies a model of Dify's
+//! release from `tests/contract/`; `aws secretsmanager`, `aws s3 cp` and `curl` answer from files the test writes
+//! ([`BootSandbox::secret`], [`BootSandbox::serve`]); `docker compose … config` is real Docker Compose v2.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -29,9 +30,17 @@ const STAND_INS: &[(&str, &str)] = &[
     ("systemctl", ""),
     ("dnf", "echo 'dnf: no package repositories in the sandbox' >&2; exit 1\n"),
     ("apt-get", "echo 'apt-get: no package repositories in the sandbox' >&2; exit 1\n"),
-    ("curl", "echo 'curl: no network in the sandbox' >&2; exit 7\n"),
-    // docker compose version / up: recorded; `up` also records the project directory it ran in.
-    ("docker", "case \"$1 $2\" in 'compose version') echo 'Docker Compose version v2.40.3';; 'compose up') pwd >> \"$SANDBOX/compose-up-dirs\";; esac\n"),
+    // curl -o DEST URL: the file the test serves under $SANDBOX/web/<host>/<path>; anything else has no network.
+    (
+        "curl",
+        "dest=''; url=''; prev=''; for a in \"$@\"; do [ \"$prev\" = -o ] && dest=\"$a\"; case \"$a\" in http://* | https://*) url=\"$a\";; esac; prev=\"$a\"; done\nf=\"$SANDBOX/web/${url#*://}\"\n{ [ -n \"$dest\" ] && [ -n \"$url\" ] && [ -f \"$f\" ]; } || { echo 'curl: (7) no network in the sandbox' >&2; exit 7; }\ncp \"$f\" \"$dest\"\n",
+    ),
+    // docker compose version / up: recorded; `up` also records the project directory it ran in. `compose … config`
+    // is real Docker Compose v2 (no daemon needed). `login` keeps what it read on stdin.
+    (
+        "docker",
+        "case \"$1\" in\n  login) cat > \"$SANDBOX/docker-login-stdin\" ;;\n  compose)\n    case \" $* \" in *' config '*) shift; exec \"$SANDBOX_COMPOSE\" \"$@\" ;; esac\n    case \"$2\" in version) echo 'Docker Compose version v2.40.3';; up) pwd >> \"$SANDBOX/compose-up-dirs\";; esac ;;\nesac\n",
+    ),
     // git clone … --branch VERSION URL DIR: the release model for VERSION, or the error git gives for a missing tag.
     (
         "git",
@@ -39,9 +48,11 @@ const STAND_INS: &[(&str, &str)] = &[
     ),
     // aws secretsmanager get-secret-value --secret-id ARN --query SecretString --output text: the file named after
     // the ARN's last part, printed as the CLI prints text output (a newline after the value); missing = an error.
+    // aws s3 cp s3://BUCKET/KEY DEST: the file the test serves under $SANDBOX/s3/BUCKET/KEY.
+    // aws ecr get-login-password: a token, as the instance profile would get.
     (
         "aws",
-        "while [ \"$1\" != --secret-id ]; do shift; done\nf=\"$SANDBOX/secrets-manager/${2##*:}\"\n[ -f \"$f\" ] || { echo \"An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation: Secrets Manager can't find the specified secret.\" >&2; exit 254; }\ncat \"$f\"; echo\n",
+        "case \"$1 $2\" in\n  'secretsmanager get-secret-value')\n    while [ \"$1\" != --secret-id ]; do shift; done\n    f=\"$SANDBOX/secrets-manager/${2##*:}\"\n    [ -f \"$f\" ] || { echo \"An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation: Secrets Manager can't find the specified secret.\" >&2; exit 254; }\n    cat \"$f\"; echo ;;\n  's3 cp')\n    shift 2; set -- $(for a in \"$@\"; do case \"$a\" in --*) ;; *) echo \"$a\";; esac; done)\n    f=\"$SANDBOX/s3/${1#s3://}\"\n    [ -f \"$f\" ] || { echo \"fatal error: An error occurred (404) when calling the HeadObject operation: Not Found\" >&2; exit 1; }\n    cp \"$f\" \"$2\" ;;\n  'ecr get-login-password') echo 'ecr-token-from-the-instance-profile' ;;\n  *) echo \"aws: not modelled in the sandbox: $*\" >&2; exit 255 ;;\nesac\n",
     ),
 ];
 
@@ -113,6 +124,24 @@ impl BootSandbox {
         std::fs::write(self.path("secrets-manager").join(name), value).unwrap();
     }
 
+    /// Serves `file` at `url` (`s3://bucket/key` to `aws s3 cp`, `https://host/path` to `curl`).
+    pub fn serve(&self, url: &str, file: &Path) {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let target = self.path(if scheme == "s3" { "s3" } else { "web" }).join(rest);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(file, target).unwrap();
+    }
+
+    /// The release model for `version` as a tarball of its `docker/` directory (as `tar -czf` makes it), and its
+    /// SHA-256 in hex.
+    pub fn release_tarball(&self, version: &str) -> (PathBuf, String) {
+        let tarball = self.path(&format!("dify-{version}-docker.tar.gz"));
+        let out = Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(self.upstream(version)).arg("docker").output().unwrap();
+        assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
+        let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(std::fs::read(&tarball).unwrap()));
+        (tarball, digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// A release model for `version` as the upstream `git clone` finds it.
     pub fn upstream(&self, version: &str) -> PathBuf {
         self.path("upstream").join(version)
@@ -137,6 +166,7 @@ impl BootSandbox {
         cmd.arg(self.path("root/usr/local/sbin/dify-bootstrap"))
             .env("PATH", format!("{}:{}", self.path("bin").display(), std::env::var("PATH").unwrap_or_default()))
             .env("SANDBOX", self.dir.path())
+            .env("SANDBOX_COMPOSE", venv().join("bin/docker-compose"))
             .env("DIFY_SETTINGS", self.path("root/etc/dify/dify.env"))
             .env("DIFY_DATA_DIR", self.data_dir())
             .env("DIFY_RELEASES", self.path("root/opt/dify"))
