@@ -700,9 +700,10 @@ fn cors_origins_reach_the_api_s_environment() {
 
 #[test]
 fn a_release_from_a_pinned_tarball_boots_without_github() {
+    // A tarball of docker/ in S3, and GitHub's source archive (docker/ under dify-1.13.3/) on an HTTPS mirror.
     for url in ["s3://dify-artifacts/releases/dify-1.13.3-docker.tar.gz", "https://artifacts.internal/dify/1.13.3.tar.gz"] {
         let sandbox = BootSandbox::new("#cloud-config\nwrite_files: []\n");
-        let (tarball, sha256) = sandbox.release_tarball("1.13.3");
+        let (tarball, sha256) = if url.starts_with("s3://") { sandbox.release_tarball("1.13.3") } else { sandbox.release_archive("1.13.3") };
         sandbox.serve(url, &tarball);
         let config = DifyConfig { release_url: Some(url.into()), release_sha256: Some(sha256.to_uppercase()), ..DifyConfig::default() };
         sandbox.write_user_data(&boot::render(&config, 80));
@@ -715,7 +716,55 @@ fn a_release_from_a_pinned_tarball_boots_without_github() {
         // A second boot reuses the unpacked release.
         assert!(b.sandbox.boot("vol-0abc").status.success(), "{}", b.sandbox.log());
         assert_eq!(b.sandbox.calls("aws s3 cp") + b.sandbox.calls("curl"), 1, "{url}: fetched once");
+        assert!(!b.sandbox.path("root/opt/dify/1.13.3/README.md").exists() && !b.sandbox.path("root/opt/dify/1.13.3/dify-1.13.3").exists(), "only docker/ is kept");
     }
+}
+
+#[test]
+fn the_compose_plugin_comes_from_its_pinned_url_only_when_the_image_lacks_it() {
+    let plugin_url = "s3://dify-artifacts/docker/docker-compose-linux-x86_64-v2.29.7";
+    let boot_with_plugin = |pinned: Option<&str>| {
+        let sandbox = BootSandbox::new("#cloud-config\nwrite_files: []\n");
+        sandbox.without_compose_plugin();
+        let plugin = sandbox.path("docker-compose-binary");
+        std::fs::write(&plugin, "#!/bin/sh\necho compose\n").unwrap();
+        sandbox.serve(plugin_url, &plugin);
+        let sha256 = pinned.map(str::to_string).unwrap_or_else(|| crate::sandbox::sha256_of(&plugin));
+        let config = DifyConfig { compose_plugin_url: Some(plugin_url.into()), compose_plugin_sha256: Some(sha256), ..DifyConfig::default() };
+        sandbox.write_user_data(&boot::render(&config, 80));
+        sandbox.device("sdf");
+        let ok = sandbox.boot("vol-0abc").status.success();
+        (sandbox, ok)
+    };
+    let (sandbox, ok) = boot_with_plugin(None);
+    assert!(ok, "{}", sandbox.log());
+    let installed = sandbox.path("cli-plugins/docker-compose");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&installed).unwrap().permissions());
+    assert!(mode & 0o111 != 0, "the plugin is executable");
+    assert_eq!(sandbox.compose_up_dirs().len(), 1, "Dify started with it");
+    assert_eq!(sandbox.calls("curl"), 0, "nothing from GitHub");
+
+    let (sandbox, ok) = boot_with_plugin(Some(&"0".repeat(64)));
+    assert!(!ok, "a plugin with another checksum is refused");
+    assert!(sandbox.log().contains("FAILED: the Docker Compose plugin from s3://dify-artifacts/docker/docker-compose-linux-x86_64-v2.29.7 has SHA-256"), "{}", sandbox.log());
+    assert!(!sandbox.path("cli-plugins/docker-compose").exists(), "not installed");
+    assert!(sandbox.compose_up_dirs().is_empty());
+
+    // An image with the plugin downloads nothing, whatever compose_plugin_url says.
+    let sandbox = BootSandbox::new("#cloud-config\nwrite_files: []\n");
+    let config = DifyConfig { compose_plugin_url: Some(plugin_url.into()), compose_plugin_sha256: Some("0".repeat(64)), ..DifyConfig::default() };
+    sandbox.write_user_data(&boot::render(&config, 80));
+    sandbox.device("sdf");
+    assert!(sandbox.boot("vol-0abc").status.success(), "{}", sandbox.log());
+    assert_eq!(sandbox.calls("aws s3 cp"), 0);
+
+    // No plugin and no compose_plugin_url without the internet: GitHub is unreachable, and the line says what to set.
+    let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80));
+    sandbox.without_compose_plugin();
+    sandbox.device("sdf");
+    assert!(!sandbox.boot("vol-0abc").status.success());
+    assert!(sandbox.log().contains("set compose_plugin_url or use an image with the plugin"), "{}", sandbox.log());
+    assert!(sandbox.compose_up_dirs().is_empty());
 }
 
 #[test]

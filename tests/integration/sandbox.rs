@@ -35,11 +35,12 @@ const STAND_INS: &[(&str, &str)] = &[
         "curl",
         "dest=''; url=''; prev=''; for a in \"$@\"; do [ \"$prev\" = -o ] && dest=\"$a\"; case \"$a\" in http://* | https://*) url=\"$a\";; esac; prev=\"$a\"; done\nf=\"$SANDBOX/web/${url#*://}\"\n{ [ -n \"$dest\" ] && [ -n \"$url\" ] && [ -f \"$f\" ]; } || { echo 'curl: (7) no network in the sandbox' >&2; exit 7; }\ncp \"$f\" \"$dest\"\n",
     ),
-    // docker compose version / up: recorded; `up` also records the project directory it ran in. `compose … config`
-    // is real Docker Compose v2 (no daemon needed). `login` keeps what it read on stdin.
+    // docker compose version / up: recorded; `up` also records the project directory it ran in. `compose version`
+    // fails when the image has no plugin (no `image-has-compose`) and none was installed. `compose … config` is real
+    // Docker Compose v2 (no daemon needed). `login` keeps what it read on stdin.
     (
         "docker",
-        "case \"$1\" in\n  login) cat > \"$SANDBOX/docker-login-stdin\" ;;\n  compose)\n    case \" $* \" in *' config '*) shift; exec \"$SANDBOX_COMPOSE\" \"$@\" ;; esac\n    case \"$2\" in version) echo 'Docker Compose version v2.40.3';; up) pwd >> \"$SANDBOX/compose-up-dirs\";; esac ;;\nesac\n",
+        "case \"$1\" in\n  login) cat > \"$SANDBOX/docker-login-stdin\" ;;\n  compose)\n    case \" $* \" in *' config '*) shift; exec \"$SANDBOX_COMPOSE\" \"$@\" ;; esac\n    case \"$2\" in version) { [ -f \"$SANDBOX/image-has-compose\" ] || [ -x \"$DIFY_CLI_PLUGINS/docker-compose\" ]; } || exit 1; echo 'Docker Compose version v2.40.3';; up) pwd >> \"$SANDBOX/compose-up-dirs\";; esac ;;\nesac\n",
     ),
     // git clone … --branch VERSION URL DIR: the release model for VERSION, or the error git gives for a missing tag.
     (
@@ -83,6 +84,7 @@ impl BootSandbox {
             }
         }
         std::fs::write(dir.path().join("fstab"), "").unwrap();
+        std::fs::write(dir.path().join("image-has-compose"), "").unwrap();
         BootSandbox { dir }
     }
 
@@ -138,8 +140,23 @@ impl BootSandbox {
         let tarball = self.path(&format!("dify-{version}-docker.tar.gz"));
         let out = Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(self.upstream(version)).arg("docker").output().unwrap();
         assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
-        let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(std::fs::read(&tarball).unwrap()));
-        (tarball, digest.iter().map(|b| format!("{b:02x}")).collect())
+        (tarball.clone(), sha256_of(&tarball))
+    }
+
+    /// The release model for `version` as GitHub's source archive lays it out (`dify-VERSION/docker/…`).
+    pub fn release_archive(&self, version: &str) -> (PathBuf, String) {
+        let staging = self.path(&format!("archive/dify-{version}"));
+        copy_dir(&self.upstream(version), &staging);
+        std::fs::write(staging.join("README.md"), "the rest of the repository\n").unwrap();
+        let tarball = self.path(&format!("dify-{version}.tar.gz"));
+        let out = Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(self.path("archive")).arg(format!("dify-{version}")).output().unwrap();
+        assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
+        (tarball.clone(), sha256_of(&tarball))
+    }
+
+    /// The image has no Docker Compose plugin: `docker compose version` fails until one is installed.
+    pub fn without_compose_plugin(&self) {
+        std::fs::remove_file(self.path("image-has-compose")).unwrap();
     }
 
     /// A release model for `version` as the upstream `git clone` finds it.
@@ -173,6 +190,7 @@ impl BootSandbox {
             .env("DIFY_DATA_VOLUME_ID", volume)
             .env("DIFY_DEV_ROOT", self.dir.path())
             .env("DIFY_FSTAB", self.path("fstab"))
+            .env("DIFY_CLI_PLUGINS", self.path("cli-plugins"))
             .env("DIFY_LOG", self.path("bootstrap.log"))
             .env("DIFY_CONSOLE", "/dev/null")
             .env("DIFY_DEVICE_WAIT_SECONDS", "2");
@@ -194,6 +212,11 @@ impl BootSandbox {
     pub fn compose_up_dirs(&self) -> Vec<PathBuf> {
         std::fs::read_to_string(self.path("compose-up-dirs")).unwrap_or_default().lines().map(PathBuf::from).collect()
     }
+}
+
+pub fn sha256_of(file: &Path) -> String {
+    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(std::fs::read(file).unwrap()));
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
