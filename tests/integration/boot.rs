@@ -137,3 +137,30 @@ fn data_volume_of_an_hcl_module_instance_at_xvdf_is_found() {
     assert_eq!(s.calls("mkfs.ext4"), 0);
     assert!(std::fs::read_to_string(s.path("fstab")).unwrap().contains("UUID=module-uuid"));
 }
+
+/// The closed-network guide's copy script and the boot script must agree on where each image lives in the registry,
+/// or the instances pull names the script never pushed.
+#[test]
+fn the_closed_network_guide_copies_each_image_to_the_name_the_boot_pulls() {
+    let guide = std::fs::read_to_string(root().join("docs/guides/closed-network.md")).unwrap();
+    let start = guide.find("  path=\"$image\"\n").expect("the guide's copy loop starts with path=\"$image\"");
+    let end = start + guide[start..].find("  target=\"$registry/$path\"\n").expect("the guide's copy loop sets target") + "  target=\"$registry/$path\"\n".len();
+    let guide_mapping = &guide[start..end];
+    let fixture = std::fs::read_to_string(root().join("tests/contract/dify-1.13.3/docker/docker-compose.yaml")).unwrap();
+    let mut images: Vec<String> = fixture.lines().filter_map(|l| l.trim().strip_prefix("image: ")).map(str::to_string).collect();
+    images.extend(["docker.io/library/nginx:1.27", "docker.io/redis:6", "ghcr.io/acme/tool@sha256:0123", "registry.internal:5000/x/y:1"].map(String::from));
+    let program = format!(
+        "source <(sed -n '/^registry_image() {{/,/^}}/p' {script})\nguide_target() {{\n  local image=\"$1\" registry=\"$2\" path first target\n{guide_mapping}  printf '%s\\n' \"$target\"\n}}\nfor image in \"$@\"; do\n  printf '%s %s %s\\n' \"$image\" \"$(registry_image \"$image\" mirror.example.com/dify)\" \"$(guide_target \"$image\" mirror.example.com/dify)\"\ndone\n",
+        script = script().display()
+    );
+    let out = Command::new("bash").arg("-c").arg(&program).arg("mapping").args(&images).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(lines.lines().count(), images.len(), "{lines}");
+    for line in lines.lines() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts[1], parts[2], "{}: the boot pulls {}, the guide pushes {}", parts[0], parts[1], parts[2]);
+        assert!(parts[1].starts_with("mirror.example.com/dify/"), "{line}");
+    }
+    assert!(lines.contains("postgres:15-alpine mirror.example.com/dify/library/postgres:15-alpine"), "{lines}");
+}
