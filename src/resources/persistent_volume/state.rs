@@ -42,6 +42,8 @@ pub(super) fn volume_state(base: &Value, v: &Volume, aws: &AwsClients, _diags: &
         "source_image" => base.get("source_image").clone(),
         "source_image_sha256" => base.get("source_image_sha256").clone(),
         "final_snapshot" => base.get("final_snapshot").clone(),
+        // Refreshed from DLM by the caller when there is a policy (`backup::read`).
+        "backup" => base.get("backup").clone(),
         "tags" => own_tags,
         "tags_all" => tags_all,
         "timeouts" => base.get(timeouts::BLOCK_NAME).clone(),
