@@ -1,5 +1,5 @@
-//! Data Lifecycle Manager finders: a lifecycle policy by id, and the one policy that targets a tag. A finder returns
-//! `None` for a policy that does not exist.
+//! Data Lifecycle Manager finders: a lifecycle policy by id, and the one policy that targets a tag (a finder returns
+//! `None` for a policy that does not exist); the ARNs of the default DLM role and of a policy.
 
 use aws_sdk_dlm::types::LifecyclePolicy;
 
@@ -22,11 +22,20 @@ pub async fn find_policy_by_target_tag(aws: &AwsClients, key: &str, value: &str)
     Ok(out.and_then(|o| o.policies.unwrap_or_default().into_iter().find_map(|p| p.policy_id)))
 }
 
-/// The ARN of the account's default DLM role; the account comes from configure's STS check, or one call now.
+/// The account: from configure's STS check, or one call now (with `skip_credentials_validation`).
+async fn account_id(aws: &AwsClients) -> Result<String, AwsError> {
+    match &aws.account_id {
+        Some(a) => Ok(a.clone()),
+        None => Ok(aws.sts.get_caller_identity().send().await.op("STS GetCallerIdentity", "")?.account.unwrap_or_default()),
+    }
+}
+
+/// The ARN of the account's default DLM role.
 pub async fn default_role_arn(aws: &AwsClients) -> Result<String, AwsError> {
-    let account = match &aws.account_id {
-        Some(a) => a.clone(),
-        None => aws.sts.get_caller_identity().send().await.op("STS GetCallerIdentity", "")?.account.unwrap_or_default(),
-    };
-    Ok(format!("arn:{}:iam::{account}:role/{DEFAULT_ROLE_NAME}", super::partition(&aws.region)))
+    Ok(format!("arn:{}:iam::{}:role/{DEFAULT_ROLE_NAME}", super::partition(&aws.region), account_id(aws).await?))
+}
+
+/// The ARN of policy `id`, which DLM's tagging calls take.
+pub async fn policy_arn(aws: &AwsClients, id: &str) -> Result<String, AwsError> {
+    Ok(format!("arn:{}:dlm:{}:{}:policy/{id}", super::partition(&aws.region), aws.region, account_id(aws).await?))
 }

@@ -83,8 +83,8 @@ async fn a_backup_schedule_is_created_updated_drift_corrected_imported_and_remov
     let shown = ws.ok(&["state", "show", "-no-color", "dify_persistent_volume.data"]).stdout;
     assert!(!shown.contains("\"dify:backup\""), "{shown}");
 
-    // Schedule and retention change in place: the same policy, updated.
-    ws.write("main.tf", &config(&backup("cron(0 18 ? * SUN *)", 14)));
+    // Schedule, retention and tags change in place: the same policy, updated.
+    ws.write("main.tf", &config(&backup("cron(0 18 ? * SUN *)", 14)).replace("Environment = \"dev\"", "Environment = \"stg\""));
     let plan = ws.ok(&["plan", "-input=false"]);
     assert!(plan.stdout.contains("0 to add, 1 to change, 0 to destroy") && plan.stdout.contains("7 -> 14"), "{}", plan.stdout);
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
@@ -92,6 +92,8 @@ async fn a_backup_schedule_is_created_updated_drift_corrected_imported_and_remov
     assert_eq!(policy["PolicyId"], policy_id.as_str());
     assert_eq!(policy["PolicyDetails"]["Schedules"][0]["CreateRule"], json!({"CronExpression": "cron(0 18 ? * SUN *)"}));
     assert_eq!(policy["PolicyDetails"]["Schedules"][0]["RetainRule"], json!({"Count": 14}));
+    assert_eq!(policy["Tags"]["Environment"], "stg");
+    assert_eq!(policy["Tags"]["dify:backup"], id.as_str(), "the internal tag stays");
     assert_eq!(proxy.count("dlm:CreateLifecyclePolicy"), 1);
     ws.assert_no_changes();
 

@@ -38,7 +38,7 @@ pub(super) fn block() -> NestedBlock {
     NestedBlock::single(
         BLOCK,
         Block::new()
-            .description("Scheduled snapshots of the volume by EBS Data Lifecycle Manager (one lifecycle policy targeting the volume by its `dify:backup` tag). Each snapshot is tagged `dify:backup-of = <volume id>` and restores with `snapshot_id`. Removing the block, or destroying the volume, deletes the policy; the snapshots it took are kept (and reported in a warning) until you delete them. Needs `dlm:CreateLifecyclePolicy`, `dlm:GetLifecyclePolicy`, `dlm:GetLifecyclePolicies`, `dlm:UpdateLifecyclePolicy`, `dlm:DeleteLifecyclePolicy` and `dlm:TagResource`, plus `iam:PassRole` on `role_arn`.")
+            .description("Scheduled snapshots of the volume by EBS Data Lifecycle Manager (one lifecycle policy targeting the volume by its `dify:backup` tag, carrying the volume's tags). Each snapshot is tagged `dify:backup-of = <volume id>` and restores with `snapshot_id`. Removing the block, or destroying the volume, deletes the policy; the snapshots it took are kept (and reported in a warning) until you delete them. Needs `dlm:CreateLifecyclePolicy`, `dlm:GetLifecyclePolicy`, `dlm:GetLifecyclePolicies`, `dlm:UpdateLifecyclePolicy`, `dlm:DeleteLifecyclePolicy`, `dlm:TagResource` and `dlm:UntagResource`, plus `iam:PassRole` on `role_arn`.")
             .attr(
                 Attribute::string("schedule")
                     .required()
@@ -174,9 +174,9 @@ pub(super) async fn import(aws: &AwsClients, volume: &Volume) -> Result<Value, e
 }
 
 /// Makes the policy of volume `volume_id` what `planned` (its `backup` block) says, from what `prior` recorded:
-/// creates, updates in place or deletes it. Returns the `backup` block of state. Deleting warns how many snapshots
-/// the policy took are kept.
-pub(super) async fn converge(aws: &AwsClients, volume_id: &str, prior: &Value, planned: &Value, tags_all: &BTreeMap<String, String>, diags: &mut Diagnostics) -> Result<Value, String> {
+/// creates, updates in place or deletes it, and moves its tags from `tags_before` to `tags`. Returns the `backup`
+/// block of state. Deleting warns how many snapshots the policy took are kept.
+pub(super) async fn converge(aws: &AwsClients, volume_id: &str, prior: &Value, planned: &Value, tags_before: &BTreeMap<String, String>, tags: &BTreeMap<String, String>, diags: &mut Diagnostics) -> Result<Value, String> {
     let prior_id = prior.get("policy_id").as_str().map(str::to_string);
     if planned.is_null() {
         if let Some(id) = prior_id {
@@ -205,10 +205,10 @@ pub(super) async fn converge(aws: &AwsClients, volume_id: &str, prior: &Value, p
     let description = format!("Dify data volume {volume_id} backups");
 
     if let Some(id) = prior_id {
-        if desired(&id) == *prior {
-            return Ok(prior.clone());
+        if desired(&id) != *prior {
+            update(aws, &id, &role, state, &description, details).await?;
         }
-        update(aws, &id, &role, state, &description, details).await?;
+        sync_tags(aws, &id, tags_before, tags).await?;
         return Ok(desired(&id));
     }
 
@@ -224,10 +224,11 @@ pub(super) async fn converge(aws: &AwsClients, volume_id: &str, prior: &Value, p
         Some(id) => {
             log::info("adopting the backup policy an interrupted apply created", &[("policy_id", id.clone().into())]);
             update(aws, &id, &role, state, &description, details).await?;
+            sync_tags(aws, &id, &BTreeMap::new(), tags).await?;
             id
         }
         None => {
-            let mut policy_tags = tags_all.clone();
+            let mut policy_tags = tags.clone();
             policy_tags.insert(tags::BACKUP.to_string(), volume_id.to_string());
             aws.dlm
                 .create_lifecycle_policy()
@@ -274,6 +275,22 @@ async fn update(aws: &AwsClients, id: &str, role: &str, state: SettablePolicySta
         .send()
         .await
         .op("DLM UpdateLifecyclePolicy", id)?;
+    Ok(())
+}
+
+/// Moves the tags of policy `id` from `before` to `after`; its internal tag stays.
+async fn sync_tags(aws: &AwsClients, id: &str, before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Result<(), String> {
+    let (upsert, remove) = tags::diff(before, after);
+    if upsert.is_empty() && remove.is_empty() {
+        return Ok(());
+    }
+    let arn = dlm::policy_arn(aws, id).await?;
+    if !upsert.is_empty() {
+        aws.dlm.tag_resource().resource_arn(&arn).set_tags(Some(upsert.into_iter().collect())).send().await.op("DLM TagResource", id)?;
+    }
+    if !remove.is_empty() {
+        aws.dlm.untag_resource().resource_arn(&arn).set_tag_keys(Some(remove)).send().await.op("DLM UntagResource", id)?;
+    }
     Ok(())
 }
 

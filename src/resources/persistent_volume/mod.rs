@@ -175,7 +175,7 @@ impl Resource for PersistentVolume {
         match waited {
             Ok(Some(volume)) => {
                 let mut rs = volume_state(planned, &volume, aws, diags);
-                let backup = match backup::converge(aws, &volume_id, &Value::Null, planned.get(backup::BLOCK), &policy_tags(&spec), diags).await {
+                let backup = match backup::converge(aws, &volume_id, &Value::Null, planned.get(backup::BLOCK), &BTreeMap::new(), &policy_tags(spec.tags_all.as_ref(), &spec.name), diags).await {
                     Ok(b) => b,
                     Err(e) => {
                         // The volume exists and stays in state; the next plan shows the backup block to add.
@@ -282,7 +282,10 @@ impl Resource for PersistentVolume {
             }
         }
 
-        let backup = match backup::converge(aws, &id, prior.get(backup::BLOCK), planned.get(backup::BLOCK), &policy_tags(&spec), diags).await {
+        let prior_tags_all: Option<BTreeMap<String, String>> = decode(prior.get("tags_all")).ok();
+        let policy_tags_before = policy_tags(prior_tags_all.as_ref(), prior.get("name").as_str().unwrap_or_default());
+        let policy_tags_after = policy_tags(spec.tags_all.as_ref(), &spec.name);
+        let backup = match backup::converge(aws, &id, prior.get(backup::BLOCK), planned.get(backup::BLOCK), &policy_tags_before, &policy_tags_after, diags).await {
             Ok(b) => b,
             Err(e) => {
                 diags.error_at(AttrPath::root(backup::BLOCK), format!("Error updating the backup policy of EBS volume ({id})"), e);
@@ -423,10 +426,10 @@ fn create_token(spec: &Spec) -> String {
     ])
 }
 
-/// The tags of the volume's backup policy: its own, and its Name.
-fn policy_tags(spec: &Spec) -> BTreeMap<String, String> {
-    let mut all = spec.tags_all.clone().unwrap_or_default();
-    all.insert(tags::NAME.to_string(), format!("{}-backup", spec.name));
+/// The tags of the backup policy of a volume with these `tags_all` and name: the volume's, and a Name.
+fn policy_tags(tags_all: Option<&BTreeMap<String, String>>, name: &str) -> BTreeMap<String, String> {
+    let mut all = tags_all.cloned().unwrap_or_default();
+    all.insert(tags::NAME.to_string(), format!("{name}-backup"));
     all
 }
 
