@@ -151,7 +151,9 @@ async fn a_backup_schedule_is_created_updated_drift_corrected_imported_and_remov
 async fn an_interrupted_apply_adopts_the_backup_policy_it_created() {
     let moto = Moto::start();
     let proxy = AwsProxy::start(&moto.endpoint());
-    let ws = Workspace::via(&proxy.endpoint(), &config(&backup("daily@03:00", 7)));
+    // Without configure's STS check the account is not known at plan: the default role is resolved at apply.
+    let main_tf = config(&backup("daily@03:00", 7)).replace("provider \"dify\" {", "provider \"dify\" {\n  skip_credentials_validation = true");
+    let ws = Workspace::via(&proxy.endpoint(), &main_tf);
     ws.init();
     // The policy is created, then Terraform and the provider die before anything records it.
     proxy.interrupt_after(&ws, &["apply", "-auto-approve", "-input=false"], "dlm:CreateLifecyclePolicy");
@@ -161,6 +163,7 @@ async fn an_interrupted_apply_adopts_the_backup_policy_it_created() {
     assert_eq!(proxy.count("dlm:CreateLifecyclePolicy"), 1);
     let shown = ws.ok(&["state", "show", "-no-color", "dify_persistent_volume.data"]).stdout;
     assert!(shown.contains(proxy.dlm_policies()[0]["PolicyId"].as_str().unwrap()), "the state adopted it:\n{shown}");
+    assert_eq!(proxy.dlm_policies()[0]["ExecutionRoleArn"], format!("arn:aws:iam::{MOTO_ACCOUNT}:role/AWSDataLifecycleManagerDefaultRole"));
     ws.assert_no_changes();
     ws.ok(&["destroy", "-auto-approve", "-input=false"]);
 }
