@@ -102,6 +102,11 @@ async fn a_backup_schedule_is_created_updated_drift_corrected_imported_and_remov
     ws.plan_shows_then_apply_restores(&["enabled", "false -> true"]);
     assert_eq!(proxy.dlm_policies()[0]["State"], "ENABLED");
 
+    // The volume's target tag removed outside Terraform: the policy no longer backs it up, which reads as disabled.
+    ec2.delete_tags().resources(&id).tags(Tag::builder().key("dify:backup").build()).send().await.unwrap();
+    ws.plan_shows_then_apply_restores(&["enabled", "false -> true"]);
+    assert_eq!(volume_tag(&ec2, &id, "dify:backup").await.as_deref(), Some(id.as_str()), "tagged again");
+
     // Deleted outside Terraform: planned again and recreated.
     dlm.delete_lifecycle_policy().policy_id(&policy_id).send().await.unwrap();
     ws.plan_shows_then_apply_restores(&["+ backup {", "1 to change"]);

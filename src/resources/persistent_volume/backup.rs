@@ -54,7 +54,7 @@ pub(super) fn block() -> NestedBlock {
                     .validate(validate::prefixed("arn:")),
             )
             .attr(Attribute::bool("copy_tags").default(Value::Bool(true)).description("Copy the volume's tags to each snapshot (default true)."))
-            .attr(Attribute::bool("enabled").default(Value::Bool(true)).description("Run the schedule (default true). `false` pauses it, keeping the policy; a policy disabled outside Terraform shows as drift and is enabled again."))
+            .attr(Attribute::bool("enabled").default(Value::Bool(true)).description("Run the schedule (default true). `false` pauses it, keeping the policy. A policy disabled outside Terraform, or a volume whose `dify:backup` tag was removed (the policy no longer finds it), reads as `false`: the plan shows it and the apply repairs it."))
             .attr(Attribute::string("policy_id").computed().description("The lifecycle policy id (`policy-…`). A policy deleted outside Terraform is planned again.")),
     )
 }
@@ -154,11 +154,21 @@ fn policy_state(policy: &LifecyclePolicy) -> Value {
 }
 
 /// The `backup` block of state after a refresh: the policy of `prior`'s `policy_id` as it is now, or null when it
-/// was deleted outside Terraform (the plan then adds it again). No call when there is no policy.
-pub(super) async fn read(aws: &AwsClients, prior: &Value) -> Result<Value, errors::AwsError> {
+/// was deleted outside Terraform (the plan then adds it again). A volume that lost its `dify:backup` tag is not
+/// backed up by the policy any more: that reads as `enabled = false`, and the update tags it again. No call when
+/// there is no policy.
+pub(super) async fn read(aws: &AwsClients, prior: &Value, volume: &Volume) -> Result<Value, errors::AwsError> {
     let Some(id) = prior.get(BLOCK).get("policy_id").as_str() else { return Ok(Value::Null) };
     Ok(match dlm::find_policy(aws, id).await? {
-        Some(policy) => policy_state(&policy),
+        Some(policy) => {
+            let mut state = policy_state(&policy);
+            let volume_id = volume.volume_id().unwrap_or_default();
+            if tags::from_ec2(volume.tags()).get(tags::BACKUP).map(String::as_str) != Some(volume_id) {
+                log::warn("the volume lost the tag its backup policy targets", &[("policy_id", id.to_string().into())]);
+                state.set("enabled", Value::Bool(false));
+            }
+            state
+        }
         None => {
             log::warn("the backup policy is gone; planning it again", &[("policy_id", id.to_string().into())]);
             Value::Null
@@ -206,20 +216,14 @@ pub(super) async fn converge(aws: &AwsClients, volume_id: &str, prior: &Value, p
 
     if let Some(id) = prior_id {
         if desired(&id) != *prior {
+            tag_volume(aws, volume_id).await?;
             update(aws, &id, &role, state, &description, details).await?;
         }
         sync_tags(aws, &id, tags_before, tags).await?;
         return Ok(desired(&id));
     }
 
-    // The tag is what the policy targets; it is also how an interrupted apply's policy is found again.
-    aws.ec2
-        .create_tags()
-        .resources(volume_id)
-        .tags(aws_sdk_ec2::types::Tag::builder().key(tags::BACKUP).value(volume_id).build())
-        .send()
-        .await
-        .op("EC2 CreateTags", volume_id)?;
+    tag_volume(aws, volume_id).await?;
     let id = match dlm::find_policy_by_target_tag(aws, tags::BACKUP, volume_id).await? {
         Some(id) => {
             log::info("adopting the backup policy an interrupted apply created", &[("policy_id", id.clone().into())]);
@@ -245,6 +249,18 @@ pub(super) async fn converge(aws: &AwsClients, volume_id: &str, prior: &Value, p
         }
     };
     Ok(desired(&id))
+}
+
+/// Tags the volume with what its policy targets; the tag is also how an interrupted apply's policy is found again.
+async fn tag_volume(aws: &AwsClients, volume_id: &str) -> Result<(), String> {
+    aws.ec2
+        .create_tags()
+        .resources(volume_id)
+        .tags(aws_sdk_ec2::types::Tag::builder().key(tags::BACKUP).value(volume_id).build())
+        .send()
+        .await
+        .op("EC2 CreateTags", volume_id)?;
+    Ok(())
 }
 
 fn policy_details(volume_id: &str, schedule: &Schedule, spec: &BackupSpec) -> PolicyDetails {

@@ -209,7 +209,7 @@ impl Resource for PersistentVolume {
         match ec2::find_volume(aws, &id).await {
             Ok(Some(v)) => {
                 let mut rs = volume_state(state, &v, aws, diags);
-                match backup::read(aws, state).await {
+                match backup::read(aws, state, &v).await {
                     Ok(b) => rs.state.set(backup::BLOCK, b),
                     Err(e) => diags.error(format!("Error reading the backup policy of EBS volume ({id})"), e),
                 }
