@@ -69,7 +69,8 @@ impl Provider for DifyProvider {
                         .attr(endpoint("elbv2", "Elastic Load Balancing v2"))
                         .attr(endpoint("route53", "Route 53"))
                         .attr(endpoint("ebs", "the EBS direct APIs"))
-                        .attr(endpoint("sts", "STS")),
+                        .attr(endpoint("sts", "STS"))
+                        .attr(endpoint("dlm", "Data Lifecycle Manager (`dify_persistent_volume`'s `backup`)")),
                 ))
                 .block(NestedBlock::single(
                     "default_tags",

@@ -10,13 +10,13 @@ pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
 }
 
 /// Whether the error says the object does not exist (EC2's `*.NotFound` / `InvalidXxxID.NotFound`, ELB's `*NotFound`,
-/// Route53's `NoSuch*`).
+/// Route53's `NoSuch*`, Data Lifecycle Manager's `ResourceNotFoundException`).
 pub fn is_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.code().map(code_is_not_found).unwrap_or(false)
 }
 
 pub fn code_is_not_found(code: &str) -> bool {
-    code.ends_with(".NotFound") || code.ends_with("NotFound") || code.starts_with("NoSuch") || code == "InvalidVolume.NotFound"
+    code.ends_with(".NotFound") || code.ends_with("NotFound") || code.starts_with("NoSuch") || code == "InvalidVolume.NotFound" || code == "ResourceNotFoundException"
 }
 
 /// Whether AWS asked us to slow down (the SDK's retry policy handles these; this is for waiters and tests).
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn not_found_codes_are_recognised() {
-        for c in ["InvalidVpcID.NotFound", "LoadBalancerNotFound", "NoSuchHostedZone", "InvalidVolume.NotFound"] {
+        for c in ["InvalidVpcID.NotFound", "LoadBalancerNotFound", "NoSuchHostedZone", "InvalidVolume.NotFound", "ResourceNotFoundException"] {
             assert!(code_is_not_found(c), "{c}");
         }
         assert!(!code_is_not_found("UnauthorizedOperation"));

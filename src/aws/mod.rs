@@ -1,8 +1,9 @@
 //! AWS access: clients built once from the provider block, the retry policy, call logging, error classification
-//! (`AwsError`), ownership tags, and the finders and waiters resources share (`ec2`, `elbv2`, `route53`). Knows AWS;
+//! (`AwsError`), ownership tags, and the finders and waiters resources share (`ec2`, `elbv2`, `route53`, `dlm`). Knows AWS;
 //! knows nothing of Terraform's wire protocol.
 
 pub mod calls;
+pub mod dlm;
 pub mod ec2;
 pub mod elbv2;
 pub mod route53;
@@ -43,6 +44,7 @@ pub struct Endpoints {
     pub route53: Option<String>,
     pub ebs: Option<String>,
     pub sts: Option<String>,
+    pub dlm: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +76,8 @@ pub struct AwsClients {
     pub route53: aws_sdk_route53::Client,
     pub ebs: aws_sdk_ebs::Client,
     pub sts: aws_sdk_sts::Client,
+    /// Data Lifecycle Manager: the backup schedules of `dify_persistent_volume`.
+    pub dlm: aws_sdk_dlm::Client,
 }
 
 impl AwsClients {
@@ -82,6 +86,17 @@ impl AwsClients {
         let mut all = self.default_tags.clone();
         all.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         all
+    }
+}
+
+/// The partition of a region's ARNs (`aws`, `aws-cn`, `aws-us-gov`).
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
     }
 }
 
@@ -165,6 +180,7 @@ pub async fn connect(cfg: &ProviderConfig, diags: &mut Diagnostics) -> Option<Aw
         route53: client!(aws_sdk_route53, |e| &e.route53),
         ebs: client!(aws_sdk_ebs, |e| &e.ebs),
         sts: client!(aws_sdk_sts, |e| &e.sts),
+        dlm: client!(aws_sdk_dlm, |e| &e.dlm),
     };
     let allowed = cfg.allowed_account_ids.clone().unwrap_or_default();
     let forbidden = cfg.forbidden_account_ids.clone().unwrap_or_default();

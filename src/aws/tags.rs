@@ -18,6 +18,10 @@ pub const CREATE_TOKEN: &str = "dify:create-token";
 pub const OWNER_ALB: &str = "dify:alb";
 /// On a final snapshot: the volume it was taken of.
 pub const FINAL_SNAPSHOT_OF: &str = "dify:final-snapshot-of";
+/// On a volume with a `backup` block: its own id, the tag its Data Lifecycle Manager policy targets.
+pub const BACKUP: &str = "dify:backup";
+/// On a scheduled (DLM) snapshot: the volume it was taken of.
+pub const BACKUP_OF: &str = "dify:backup-of";
 
 /// Why an instance tag key cannot be carried in instance metadata (which the stack's instances need, to find their
 /// data volume), or `None`. EC2 then refuses the launch: keys may hold only letters, digits and `+ - = . , _ : @`,

@@ -47,7 +47,7 @@ async fn explicit_endpoints_and_default_tags_are_accepted() {
     let moto = Moto::start();
     let endpoint = moto.endpoint();
     let body = format!(
-        "  region = \"us-east-1\"\n  endpoints {{\n    ec2 = \"{endpoint}\"\n    sts = \"{endpoint}\"\n    elbv2 = \"{endpoint}\"\n    route53 = \"{endpoint}\"\n    ebs = \"{endpoint}\"\n  }}\n  default_tags {{\n    tags = {{ env = \"dev\" }}\n  }}\n  max_retries = 3"
+        "  region = \"us-east-1\"\n  endpoints {{\n    ec2 = \"{endpoint}\"\n    sts = \"{endpoint}\"\n    elbv2 = \"{endpoint}\"\n    route53 = \"{endpoint}\"\n    ebs = \"{endpoint}\"\n    dlm = \"{endpoint}\"\n  }}\n  default_tags {{\n    tags = {{ env = \"dev\" }}\n  }}\n  max_retries = 3"
     );
     let ws = Workspace::new(&moto, &config(&body, AMI)).env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
     ws.init();

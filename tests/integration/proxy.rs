@@ -1,7 +1,8 @@
 //! A counting, fault-injecting AWS proxy between the provider and the emulator, on 127.0.0.1 and its own runtime
 //! thread (tests block on Terraform child processes). It names each call `service:Operation`, keeps an ordered
 //! call log with each call's time at the emulator, and applies rules: hold a response back (to interrupt an apply at
-//! a known point), fail a call, or show an object as not ready yet for a fixed time.
+//! a known point), fail a call, or show an object as not ready yet for a fixed time. Data Lifecycle Manager calls,
+//! which the emulator lacks, are answered by the proxy's own `FakeDlm`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::fake_dlm::{self, FakeDlm};
 
 #[derive(Clone, Debug)]
 pub struct Call {
@@ -95,6 +98,7 @@ struct State {
     hold_change: Option<usize>,
     /// Per `NotReadyFor` rule (by its index in `rules`), once it has started hiding readiness.
     readiness: HashMap<usize, Readiness>,
+    dlm: FakeDlm,
 }
 
 /// One step of xorshift64*: reproducible from the seed, independent of the machine.
@@ -174,7 +178,7 @@ fn aws_error(operation: &str, status: u16, code: &str) -> Response<Full<Bytes>> 
     const MESSAGE: &str = "injected by the test proxy";
     let (content_type, body) = match operation.split(':').next().unwrap_or_default() {
         "ec2" => ("text/xml", format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{MESSAGE}</Message></Error></Errors><RequestID>proxy</RequestID></Response>")),
-        "ebs" => ("application/json", format!("{{\"message\":\"{MESSAGE}\"}}")),
+        "ebs" | "dlm" => ("application/json", format!("{{\"message\":\"{MESSAGE}\"}}")),
         _ => ("text/xml", format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{MESSAGE}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>")),
     };
     Response::builder().status(status).header("content-type", content_type).header("x-amzn-errortype", code).body(Full::new(Bytes::from(body))).unwrap()
@@ -202,7 +206,11 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
     let received = Instant::now();
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let op = format!("{}:{}", service(&parts), operation(&parts, &body));
+    let service = service(&parts);
+    let op = match service.as_str() {
+        "dlm" => format!("dlm:{}", fake_dlm::operation(parts.method.as_str(), parts.uri.path())),
+        _ => format!("{service}:{}", operation(&parts, &body)),
+    };
 
     let body_text = String::from_utf8_lossy(&body).to_string();
     let chaos_fault = {
@@ -278,22 +286,33 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
         return Ok(response);
     }
 
-    let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-    let mut forward = Request::builder().method(parts.method.clone()).uri(uri);
-    for (k, v) in parts.headers.iter() {
-        forward = forward.header(k, v);
-    }
-    let response = match client.request(forward.body(Full::new(body)).unwrap()).await {
-        Ok(r) => r,
-        Err(e) => {
-            state.lock().unwrap().calls.push(Call { operation: op, status: 502, received, answered: Instant::now() });
-            return Ok(Response::builder().status(StatusCode::BAD_GATEWAY).body(Full::new(Bytes::from(e.to_string()))).unwrap());
+    let (rparts, mut rbytes) = if service == "dlm" {
+        let op_name = op.trim_start_matches("dlm:");
+        let (status, json) = state.lock().unwrap().dlm.answer(op_name, parts.uri.path(), parts.uri.query().unwrap_or(""), &body);
+        let mut answer = Response::builder().status(status).header("content-type", "application/json");
+        if let Some(code) = json.get("__type").and_then(|c| c.as_str()) {
+            answer = answer.header("x-amzn-errortype", code);
         }
+        let (rparts, ()) = answer.body(()).unwrap().into_parts();
+        (rparts, Bytes::from(json.to_string()))
+    } else {
+        let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+        let mut forward = Request::builder().method(parts.method.clone()).uri(uri);
+        for (k, v) in parts.headers.iter() {
+            forward = forward.header(k, v);
+        }
+        let response = match client.request(forward.body(Full::new(body)).unwrap()).await {
+            Ok(r) => r,
+            Err(e) => {
+                state.lock().unwrap().calls.push(Call { operation: op, status: 502, received, answered: Instant::now() });
+                return Ok(Response::builder().status(StatusCode::BAD_GATEWAY).body(Full::new(Bytes::from(e.to_string()))).unwrap());
+            }
+        };
+        let (mut rparts, rbody) = response.into_parts();
+        // The body may be rewritten (`NotReadyFor`); hyper sets the length of what is sent.
+        rparts.headers.remove(hyper::header::CONTENT_LENGTH);
+        (rparts, rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default())
     };
-    let (mut rparts, rbody) = response.into_parts();
-    // The body may be rewritten (`NotReadyFor`); hyper sets the length of what is sent.
-    rparts.headers.remove(hyper::header::CONTENT_LENGTH);
-    let mut rbytes = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let answered = Instant::now();
     {
         let mut s = state.lock().unwrap();
@@ -533,6 +552,11 @@ impl AwsProxy {
 
     pub fn count(&self, operation: &str) -> usize {
         self.calls().iter().filter(|c| c.operation == operation).count()
+    }
+
+    /// The lifecycle policies the fake DLM holds, as GetLifecyclePolicy returns them.
+    pub fn dlm_policies(&self) -> Vec<serde_json::Value> {
+        self.state.lock().unwrap().dlm.policies()
     }
 }
 

@@ -1,4 +1,4 @@
-# Dify's data disk: encrypted gp3, 20 GiB, snapshotted before it is ever destroyed.
+# Dify's data disk: encrypted gp3, 50 GiB, backed up daily, snapshotted before it is ever destroyed.
 resource "dify_persistent_volume" "data" {
   name              = "dify-prd-data"
   availability_zone = "ap-northeast-1a"
@@ -8,6 +8,12 @@ resource "dify_persistent_volume" "data" {
 
   tags = {
     Environment = "prd"
+  }
+
+  # A snapshot every day at 03:00 UTC by EBS Data Lifecycle Manager; the 14 newest are kept.
+  backup {
+    schedule = "daily@03:00"
+    retain   = 14
   }
 
   timeouts {

@@ -1,6 +1,7 @@
 //! Resource `dify_persistent_volume`: the EBS volume holding all of Dify's data — kept, grown in place, seeded from a
-//! local disk image, snapshotted on destroy, and never force-detached.
+//! local disk image, snapshotted on destroy, backed up on a schedule, and never force-detached.
 
+mod backup;
 mod plan;
 mod snapshots;
 mod state;
@@ -62,7 +63,7 @@ impl Resource for PersistentVolume {
     fn schema(&self) -> Schema {
         Schema::new(
             Block::new()
-                .description("An encrypted EBS volume for all of Dify's data (PostgreSQL, Redis, vector store, uploads, plugins, tenant keys). It outlives instances, grows in place, can be seeded from a local disk image, and is snapshotted before it is destroyed.")
+                .description("An encrypted EBS volume for all of Dify's data (PostgreSQL, Redis, vector store, uploads, plugins, tenant keys). It outlives instances, grows in place, can be seeded from a local disk image, can be backed up on a schedule (`backup`, by EBS Data Lifecycle Manager), and is snapshotted before it is destroyed.")
                 .attr(Attribute::string("id").computed().use_state_for_unknown().description("The volume id (`vol-…`)."))
                 .attr(Attribute::string("arn").computed().use_state_for_unknown().description("The volume ARN."))
                 .attr(Attribute::string("name").required().description("The volume's Name tag.").validate(validate::not_blank()))
@@ -104,6 +105,7 @@ impl Resource for PersistentVolume {
                 .attr(Attribute::bool("final_snapshot").default(Value::Bool(true)).description("Snapshot the volume before destroying it (default true). The snapshot id is reported in a warning and the snapshot is tagged `dify:final-snapshot-of`."))
                 .attr(Attribute::new("tags", Type::map(Type::String)).optional().description("Tags for the volume, merged over the provider's `default_tags`."))
                 .attr(Attribute::new("tags_all", Type::map(Type::String)).computed().description("All tags of the volume, `default_tags` included."))
+                .block(backup::block())
                 .block(timeouts::block(&["create", "update", "delete"]))
                 .check(validate::conflicting(&["snapshot_id", "source_image"])),
         )
@@ -171,7 +173,19 @@ impl Resource for PersistentVolume {
         })
         .await;
         match waited {
-            Ok(Some(volume)) => Some(volume_state(planned, &volume, aws, diags)),
+            Ok(Some(volume)) => {
+                let mut rs = volume_state(planned, &volume, aws, diags);
+                let backup = match backup::converge(aws, &volume_id, &Value::Null, planned.get(backup::BLOCK), &BTreeMap::new(), &policy_tags(spec.tags_all.as_ref(), &spec.name), diags).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // The volume exists and stays in state; the next plan shows the backup block to add.
+                        diags.error_at(AttrPath::root(backup::BLOCK), format!("Error creating the backup policy of EBS volume ({volume_id})"), e);
+                        Value::Null
+                    }
+                };
+                rs.state.set(backup::BLOCK, backup);
+                Some(rs)
+            }
             Ok(None) => None,
             Err(e) => {
                 // The volume exists: keep it in state (tainted by the error) so it is never orphaned.
@@ -183,6 +197,7 @@ impl Resource for PersistentVolume {
                         partial.set(attr, Value::Null);
                     }
                 }
+                partial.set(backup::BLOCK, Value::Null);
                 Some(ResourceState { state: partial, private: Private::default(), identity: Some(identity(&volume_id)) })
             }
         }
@@ -194,6 +209,10 @@ impl Resource for PersistentVolume {
         match ec2::find_volume(aws, &id).await {
             Ok(Some(v)) => {
                 let mut rs = volume_state(state, &v, aws, diags);
+                match backup::read(aws, state, &v).await {
+                    Ok(b) => rs.state.set(backup::BLOCK, b),
+                    Err(e) => diags.error(format!("Error reading the backup policy of EBS volume ({id})"), e),
+                }
                 rs.private = private.clone();
                 Some(rs)
             }
@@ -263,9 +282,21 @@ impl Resource for PersistentVolume {
             }
         }
 
+        let prior_tags_all: Option<BTreeMap<String, String>> = decode(prior.get("tags_all")).ok();
+        let policy_tags_before = policy_tags(prior_tags_all.as_ref(), prior.get("name").as_str().unwrap_or_default());
+        let policy_tags_after = policy_tags(spec.tags_all.as_ref(), &spec.name);
+        let backup = match backup::converge(aws, &id, prior.get(backup::BLOCK), planned.get(backup::BLOCK), &policy_tags_before, &policy_tags_after, diags).await {
+            Ok(b) => b,
+            Err(e) => {
+                diags.error_at(AttrPath::root(backup::BLOCK), format!("Error updating the backup policy of EBS volume ({id})"), e);
+                prior.get(backup::BLOCK).clone()
+            }
+        };
+
         match ec2::find_volume(aws, &id).await {
             Ok(Some(v)) => {
                 let mut rs = volume_state(planned, &v, aws, diags);
+                rs.state.set(backup::BLOCK, backup);
                 rs.private = private.clone();
                 Some(rs)
             }
@@ -306,6 +337,13 @@ impl Resource for PersistentVolume {
                 ),
             );
             return;
+        }
+
+        if let Some(policy_id) = prior.get(backup::BLOCK).get("policy_id").as_str() {
+            if let Err(e) = backup::delete(aws, &id, policy_id, diags).await {
+                diags.error(format!("Error deleting the backup policy of EBS volume ({id})"), format!("{e}. The volume was not deleted."));
+                return;
+            }
         }
 
         if prior.get("final_snapshot").as_bool() != Some(false) {
@@ -350,7 +388,12 @@ impl Resource for PersistentVolume {
                     "id" => Value::string(&id),
                     "final_snapshot" => Value::Bool(true),
                 };
-                Some(volume_state(&base, &v, aws, diags))
+                let mut rs = volume_state(&base, &v, aws, diags);
+                match backup::import(aws, &v).await {
+                    Ok(b) => rs.state.set(backup::BLOCK, b),
+                    Err(e) => diags.error(format!("Error importing the backup policy of EBS volume ({id})"), e),
+                }
+                Some(rs)
             }
             Ok(None) => {
                 diags.error(format!("Cannot import EBS volume ({id})"), format!("no volume {id} in {}; check the id and the region.", aws.region));
@@ -381,6 +424,13 @@ fn create_token(spec: &Spec) -> String {
         spec.snapshot_id.as_deref().unwrap_or_default(),
         spec.source_image_sha256.as_deref().unwrap_or_default(),
     ])
+}
+
+/// The tags of the backup policy of a volume with these `tags_all` and name: the volume's, and a Name.
+fn policy_tags(tags_all: Option<&BTreeMap<String, String>>, name: &str) -> BTreeMap<String, String> {
+    let mut all = tags_all.cloned().unwrap_or_default();
+    all.insert(tags::NAME.to_string(), format!("{name}-backup"));
+    all
 }
 
 async fn create_volume(aws: &AwsClients, spec: &Spec, token: &str) -> Result<String, String> {

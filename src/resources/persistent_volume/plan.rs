@@ -1,5 +1,6 @@
 //! Validating and planning a `dify_persistent_volume`: performance rules per volume type, the no-shrink rule, the
-//! availability zone check, and hashing `source_image` (a changed file plans a replacement).
+//! availability zone check, hashing `source_image` (a changed file plans a replacement), and the backup block's
+//! computed values.
 
 use std::time::UNIX_EPOCH;
 
@@ -32,7 +33,8 @@ pub(super) fn validate(config: &Value, diags: &mut Diagnostics) {
     }
 }
 
-/// The plan: `tags_all`, IOPS and throughput AWS decides, the no-shrink rule, the zone check and the source image.
+/// The plan: `tags_all`, IOPS and throughput AWS decides, the no-shrink rule, the zone check, the source image and
+/// the backup policy's id and role.
 pub(super) async fn modify(aws: Option<&AwsClients>, plan: &mut PlanRequest<'_>, diags: &mut Diagnostics) {
     let (prior, config) = (plan.prior, plan.config);
     let creating = prior.is_null();
@@ -65,6 +67,7 @@ pub(super) async fn modify(aws: Option<&AwsClients>, plan: &mut PlanRequest<'_>,
     }
 
     plan_source_image(plan, diags).await;
+    super::backup::plan(aws, prior, config, &mut plan.planned);
 }
 
 /// gp3/io2/gp2 IOPS and throughput rules, checked on whatever is known.

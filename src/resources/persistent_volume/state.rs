@@ -21,8 +21,7 @@ pub(super) fn volume_state(base: &Value, v: &Volume, aws: &AwsClients, _diags: &
     let visible = tags::user_visible(&all);
     let (own_tags, tags_all) = state_tags(base, &visible, aws);
     let owner = v.owner_id().map(str::to_string).or_else(|| aws.account_id.clone()).unwrap_or_default();
-    let partition = if aws.region.starts_with("cn-") { "aws-cn" } else if aws.region.starts_with("us-gov-") { "aws-us-gov" } else { "aws" };
-    let arn = v.volume_arn().map(str::to_string).unwrap_or_else(|| format!("arn:{partition}:ec2:{}:{owner}:volume/{id}", aws.region));
+    let arn = v.volume_arn().map(str::to_string).unwrap_or_else(|| format!("arn:{}:ec2:{}:{owner}:volume/{id}", crate::aws::partition(&aws.region), aws.region));
     let opt_num = |n: Option<i32>| n.map(|n| Value::int(n as i64)).unwrap_or(Value::Null);
     let kms = match base.get("kms_key_id") {
         Value::String(k) => Value::string(k),
@@ -43,6 +42,8 @@ pub(super) fn volume_state(base: &Value, v: &Volume, aws: &AwsClients, _diags: &
         "source_image" => base.get("source_image").clone(),
         "source_image_sha256" => base.get("source_image_sha256").clone(),
         "final_snapshot" => base.get("final_snapshot").clone(),
+        // Refreshed from DLM by the caller when there is a policy (`backup::read`).
+        "backup" => base.get("backup").clone(),
         "tags" => own_tags,
         "tags_all" => tags_all,
         "timeouts" => base.get(timeouts::BLOCK_NAME).clone(),
