@@ -1,6 +1,7 @@
 //! Resource `dify_ec2_stack`: Dify's compute — instances, launch template, security group, data-volume attachments
 //! and target registrations as one resource — importable, and refusing topologies that would split Dify's data.
 
+mod egress;
 mod ops;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -288,7 +289,7 @@ impl Resource for Ec2Stack {
         let v = if prior.is_null() || template_changed || parts_missing || prior.get("launch_template_version").is_null() { Value::unknown() } else { prior.get("launch_template_version").clone() };
         plan.planned.set("launch_template_version", v);
 
-        // Data volumes must be in their instances' zones; subnets that hand out public IPs get a warning.
+        // Data volumes must be in their instances' zones; subnets that hand out public IPs, or have no way out, get a warning.
         let Some(aws) = aws else { return };
         let subnet_ids: Vec<String> = plan.planned.get("subnet_ids").elements().unwrap_or_default().iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
         let volumes: Vec<Option<String>> = plan.planned.get("data_volume_ids").elements().unwrap_or_default().iter().map(|v| v.as_str().map(str::to_string)).collect();
@@ -300,6 +301,7 @@ impl Resource for Ec2Stack {
             Ok(s) => s,
             Err(e) => return diags.error_at(AttrPath::root("subnet_ids"), "Checking the subnets", e),
         };
+        egress::check(aws, &subnets, &configured, diags).await;
         let zone_of: BTreeMap<String, String> = subnets.iter().filter_map(|s| Some((s.subnet_id()?.to_string(), s.availability_zone()?.to_string()))).collect();
         for s in subnets.iter().filter(|s| s.map_public_ip_on_launch() == Some(true)) {
             diags.push(Diagnostic::warning(
