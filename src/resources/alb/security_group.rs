@@ -33,7 +33,7 @@ pub(super) async fn converge_security_group(aws: &AwsClients, spec: &Spec, curre
 
     // Ingress: exactly the wanted (port, source) rules; sources are labelled CIDRs, security groups and prefix lists.
     let wanted = Sources {
-        cidrs: spec.allowed_cidrs.clone().unwrap_or_default().iter().flat_map(|(label, set)| set.iter().map(move |c| (c.clone(), label.clone()))).collect(),
+        cidrs: spec.allowed_cidrs.iter().flatten().flat_map(|(label, set)| set.iter().map(move |c| (c.clone(), label.clone()))).collect(),
         groups: spec.allowed_security_group_ids.clone().unwrap_or_default(),
         prefix_lists: spec.allowed_prefix_list_ids.clone().unwrap_or_default(),
     };
