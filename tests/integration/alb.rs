@@ -559,7 +559,7 @@ async fn an_internal_alb_serves_http_without_a_warning_and_an_internet_facing_on
     let sg = &ec2.describe_security_groups().group_ids(out["security_group_id"].as_str().unwrap()).send().await.unwrap().security_groups()[0].clone();
     let rule = sg.ip_permissions().iter().find(|p| p.from_port() == Some(80)).expect("a rule on 80");
     assert_eq!(rule.user_id_group_pairs()[0].group_id(), Some(lambda.as_str()));
-    assert_eq!(prefix_lists_on(&ec2, &sg.group_id().unwrap().to_string(), 80).await, [cloudfront].into(), "without a certificate the list is let in on 80");
+    assert_eq!(prefix_lists_on(&ec2, sg.group_id().unwrap(), 80).await, [cloudfront].into(), "without a certificate the list is let in on 80");
     assert!(sg.ip_permissions().iter().all(|p| p.from_port() != Some(443)), "nothing on 443 without a certificate");
     ws.assert_no_changes();
     ws.ok(&["destroy", "-auto-approve", "-input=false"]);
