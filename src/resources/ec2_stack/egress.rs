@@ -47,7 +47,9 @@ pub fn needs(planned: &Value) -> Needs {
 }
 
 /// A route that leads out of the VPC: 0.0.0.0/0, not a blackhole, to a NAT gateway or instance, an internet, transit
-/// or virtual private gateway, or a Cloud WAN core network.
+/// or virtual private gateway, a firewall's (Gateway Load Balancer) endpoint, a Cloud WAN core network, or an
+/// Outposts local or Wavelength carrier gateway. What lies beyond a transit or private gateway is not visible here,
+/// so it counts as a way out: the check warns only when there is surely none.
 fn leads_out(r: &Route) -> bool {
     r.destination_cidr_block() == Some("0.0.0.0/0")
         && r.state() != Some(&RouteState::Blackhole)
@@ -56,7 +58,9 @@ fn leads_out(r: &Route) -> bool {
             || r.network_interface_id().is_some()
             || r.transit_gateway_id().is_some()
             || r.core_network_arn().is_some()
-            || r.gateway_id().is_some_and(|g| g.starts_with("igw-") || g.starts_with("vgw-")))
+            || r.local_gateway_id().is_some()
+            || r.carrier_gateway_id().is_some()
+            || r.gateway_id().is_some_and(|g| ["igw-", "vgw-", "vpce-"].iter().any(|p| g.starts_with(p))))
 }
 
 /// The route table `subnet_id` uses: its own association, else the VPC's main table.
@@ -200,8 +204,8 @@ mod tests {
 
     #[test]
     fn any_route_out_is_a_way_out_and_a_blackhole_or_a_peering_is_not() {
-        let out: [fn(aws_sdk_ec2::types::builders::RouteBuilder) -> aws_sdk_ec2::types::builders::RouteBuilder; 5] =
-            [|r| r.nat_gateway_id("nat-1"), |r| r.gateway_id("igw-1"), |r| r.instance_id("i-1").network_interface_id("eni-1"), |r| r.transit_gateway_id("tgw-1"), |r| r.gateway_id("vgw-1")];
+        let out: [fn(aws_sdk_ec2::types::builders::RouteBuilder) -> aws_sdk_ec2::types::builders::RouteBuilder; 6] =
+            [|r| r.nat_gateway_id("nat-1"), |r| r.gateway_id("igw-1"), |r| r.instance_id("i-1").network_interface_id("eni-1"), |r| r.transit_gateway_id("tgw-1"), |r| r.gateway_id("vgw-1"), |r| r.gateway_id("vpce-1")];
         for f in out {
             let tables = [table("rtb-main", true, &[], vec![local()]), table("rtb-private", false, &["subnet-a"], vec![local(), default_to(f)])];
             assert_eq!(warning(REGION, &ids(&["subnet-a"]), &tables, &[], &needs(&Value::Null)), None, "{:?}", tables[1].routes());
