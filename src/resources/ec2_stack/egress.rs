@@ -125,7 +125,7 @@ pub fn warning(region: &str, subnet_ids: &[String], tables: &[RouteTable], endpo
         detail += &format!(" The boot fetches {}, which no VPC endpoint serves: add a default route to a NAT gateway in the subnets' route table.", needs.internet.join(" and "));
     }
     if !missing.is_empty() {
-        let with = if needs.internet.is_empty() { "Add a NAT route, or these VPC endpoints" } else { "Without the internet it would also need these VPC endpoints, missing now" };
+        let with = if needs.internet.is_empty() { "Add a NAT route, or these VPC endpoints" } else { "Its calls to AWS would also need these VPC endpoints without the internet, missing now" };
         detail += &format!(" {with}: {}.", missing.into_iter().collect::<Vec<_>>().join(", "));
     }
     Some((summary, detail))
