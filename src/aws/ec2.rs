@@ -1,9 +1,10 @@
-//! EC2 finders and waiters the resources share: volumes, subnets, security groups, instances and the latest
-//! Amazon Linux 2023 image. A finder returns `None` for an object that does not exist; a waiter polls through `wait`.
+//! EC2 finders and waiters the resources share: volumes, subnets, route tables, VPC endpoints, security groups,
+//! instances and the latest Amazon Linux 2023 image. A finder returns `None` for an object that does not exist; a
+//! waiter polls through `wait`.
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{Filter, Image, Instance, InstanceStateName, SecurityGroup, Subnet, Volume, VolumeState};
+use aws_sdk_ec2::types::{Filter, Image, Instance, InstanceStateName, RouteTable, SecurityGroup, Subnet, Volume, VolumeState, VpcEndpoint};
 use tokio_util::sync::CancellationToken;
 
 use super::wait::{wait_until, Status, WaitError};
@@ -50,6 +51,18 @@ pub async fn wait_volume(cancel: &CancellationToken, aws: &AwsClients, id: &str,
 /// The subnets `ids`, in one call.
 pub async fn describe_subnets(aws: &AwsClients, ids: Vec<String>) -> Result<Vec<Subnet>, AwsError> {
     Ok(aws.ec2.describe_subnets().set_subnet_ids(Some(ids)).send().await.op("EC2 DescribeSubnets", "")?.subnets.unwrap_or_default())
+}
+
+/// The route tables of VPC `vpc_id` (its main one included), in one call.
+pub async fn describe_route_tables(aws: &AwsClients, vpc_id: &str) -> Result<Vec<RouteTable>, AwsError> {
+    let vpc = Filter::builder().name("vpc-id").values(vpc_id).build();
+    Ok(aws.ec2.describe_route_tables().filters(vpc).send().await.op("EC2 DescribeRouteTables", vpc_id)?.route_tables.unwrap_or_default())
+}
+
+/// The VPC endpoints of VPC `vpc_id`, in one call.
+pub async fn describe_vpc_endpoints(aws: &AwsClients, vpc_id: &str) -> Result<Vec<VpcEndpoint>, AwsError> {
+    let vpc = Filter::builder().name("vpc-id").values(vpc_id).build();
+    Ok(aws.ec2.describe_vpc_endpoints().filters(vpc).send().await.op("EC2 DescribeVpcEndpoints", vpc_id)?.vpc_endpoints.unwrap_or_default())
 }
 
 /// Security group `id`, or `None` when it does not exist.

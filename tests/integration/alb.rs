@@ -461,3 +461,107 @@ async fn an_interrupted_update_converges_on_the_next_apply() {
     assert_eq!(groups.len(), 1, "the half-made group was adopted and the old one removed: {:?}", groups.iter().map(|g| g.target_group_name()).collect::<Vec<_>>());
     assert_eq!(groups[0].port(), Some(8080));
 }
+
+/// A managed prefix list in the emulator, as CloudFront's origin-facing one is in a real account; returns its id.
+async fn prefix_list(ec2: &aws_sdk_ec2::Client, name: &str, cidr: &str) -> String {
+    use aws_sdk_ec2::types::AddPrefixListEntry;
+    let out = ec2.create_managed_prefix_list().prefix_list_name(name).address_family("IPv4").max_entries(5).entries(AddPrefixListEntry::builder().cidr(cidr).build()).send().await.unwrap();
+    out.prefix_list().unwrap().prefix_list_id().unwrap().to_string()
+}
+
+/// The prefix lists a security group lets in on `port`.
+async fn prefix_lists_on(ec2: &aws_sdk_ec2::Client, sg: &str, port: i32) -> std::collections::BTreeSet<String> {
+    let groups = ec2.describe_security_groups().group_ids(sg).send().await.unwrap();
+    groups.security_groups()[0].ip_permissions().iter().filter(|p| p.from_port() == Some(port)).flat_map(|p| p.prefix_list_ids()).filter_map(|l| l.prefix_list_id().map(str::to_string)).collect()
+}
+
+#[tokio::test]
+async fn allowed_prefix_lists_are_let_in_changed_in_place_restored_after_drift_and_imported() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = seed::network(&ec2, "plists", "10.76").await;
+    let cert = moto.certificate("plists.example.com");
+    let cloudfront = prefix_list(&ec2, "com.amazonaws.global.cloudfront.origin-facing", "130.176.0.0/18").await;
+    let partner = prefix_list(&ec2, "partner", "192.0.2.0/24").await;
+    let body = |lists: &str| format!("  name = \"dify-cf\"\n  certificate_arn = \"{cert}\"\n  allowed_prefix_list_ids = [{lists}]");
+    let ws = Workspace::new(&moto, &config(&net, &body(&format!("\"{cloudfront}\""))));
+    ws.init();
+    let applied = ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    assert!(!applied.flat().contains("lets no one in"), "a prefix list is a source:\n{}", applied.all());
+    let sg = ws.outputs()["alb"]["value"]["security_group_id"].as_str().unwrap().to_string();
+    assert_eq!(prefix_lists_on(&ec2, &sg, 443).await, [cloudfront.clone()].into());
+    assert!(prefix_lists_on(&ec2, &sg, 80).await.is_empty(), "not on the redirect port: a list counts as its max_entries rules");
+    ws.assert_no_changes();
+
+    // A second list is added in place.
+    ws.write("main.tf", &config(&net, &body(&format!("\"{cloudfront}\", \"{partner}\""))));
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.stdout.contains("0 to add, 1 to change, 0 to destroy") && plan.stdout.contains(&partner), "{}", plan.stdout);
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    assert_eq!(prefix_lists_on(&ec2, &sg, 443).await, [cloudfront.clone(), partner.clone()].into());
+    ws.assert_no_changes();
+
+    // A rule revoked outside Terraform shows in the plan and is restored.
+    ec2.revoke_security_group_ingress()
+        .group_id(&sg)
+        .ip_permissions(IpPermission::builder().ip_protocol("tcp").from_port(443).to_port(443).prefix_list_ids(aws_sdk_ec2::types::PrefixListId::builder().prefix_list_id(&partner).build()).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(prefix_lists_on(&ec2, &sg, 443).await, [cloudfront.clone()].into(), "the drift happened");
+    ws.plan_shows_then_apply_restores(&[&partner, "1 to change"]);
+    assert_eq!(prefix_lists_on(&ec2, &sg, 443).await, [cloudfront.clone(), partner.clone()].into());
+
+    // Import reads the lists back: the config plans no changes.
+    ws.ok(&["state", "rm", "dify_alb.this"]);
+    ws.ok(&["import", "-input=false", "dify_alb.this", "dify-cf"]);
+    ws.assert_no_changes();
+
+    // Removing one revokes it.
+    ws.write("main.tf", &config(&net, &body(&format!("\"{partner}\""))));
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    assert_eq!(prefix_lists_on(&ec2, &sg, 443).await, [partner.clone()].into());
+    ws.assert_no_changes();
+
+    // Bad input names the attribute.
+    ws.write("main.tf", &config(&net, &body("\"sg-0123456789abcdef0\"")));
+    let out = ws.run(&["validate"]);
+    assert!(out.code != 0 && out.flat().contains("allowed_prefix_list_ids") && out.flat().contains("pl-"), "{}", out.all());
+    ws.write("main.tf", &config(&net, &body(&format!("\"{partner}\""))));
+    ws.ok(&["destroy", "-auto-approve", "-input=false"]);
+}
+
+#[tokio::test]
+async fn an_internal_alb_serves_http_without_a_warning_and_an_internet_facing_one_still_warns() {
+    let moto = Moto::start();
+    let (ec2, elb) = (moto.ec2().await, moto.elbv2().await);
+    let net = seed::network(&ec2, "inside", "10.77").await;
+    let lambda = ec2.create_security_group().group_name("lambda").description("lambda").vpc_id(&net.vpc_id).send().await.unwrap().group_id.unwrap();
+
+    // Internet-facing, no certificate, no source: both warnings.
+    let ws = Workspace::new(&moto, &config(&net, "  name = \"outside\""));
+    ws.init();
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(plan.flat().contains("without a certificate serves plain HTTP"), "{}", plan.all());
+    assert!(plan.flat().contains("lets no one in") && plan.flat().contains("allowed_prefix_list_ids"), "{}", plan.all());
+
+    // Internal, HTTP only, reached by a Lambda's security group: neither.
+    let cloudfront = prefix_list(&ec2, "com.amazonaws.global.cloudfront.origin-facing", "130.176.0.0/18").await;
+    let body = format!("  name = \"inside\"\n  internal = true\n  allowed_security_group_ids = [\"{lambda}\"]\n  allowed_prefix_list_ids = [\"{cloudfront}\"]");
+    let ws = Workspace::new(&moto, &config(&net, &body).replace(&net.public[0].1, &net.private[0].1).replace(&net.public[1].1, &net.private[1].1));
+    ws.init();
+    let applied = ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    assert!(!applied.all().contains("Warning"), "an internal HTTP-only ALB warns about nothing:\n{}", applied.all());
+    let out = ws.outputs()["alb"]["value"].clone();
+    assert!(out["url"].as_str().unwrap().starts_with("http://"));
+    let lb = elb.describe_load_balancers().load_balancer_arns(out["arn"].as_str().unwrap()).send().await.unwrap().load_balancers()[0].clone();
+    assert_eq!(lb.scheme().map(|s| s.as_str()), Some("internal"));
+    let sg = &ec2.describe_security_groups().group_ids(out["security_group_id"].as_str().unwrap()).send().await.unwrap().security_groups()[0].clone();
+    let rule = sg.ip_permissions().iter().find(|p| p.from_port() == Some(80)).expect("a rule on 80");
+    assert_eq!(rule.user_id_group_pairs()[0].group_id(), Some(lambda.as_str()));
+    assert_eq!(prefix_lists_on(&ec2, sg.group_id().unwrap(), 80).await, [cloudfront].into(), "without a certificate the list is let in on 80");
+    assert!(sg.ip_permissions().iter().all(|p| p.from_port() != Some(443)), "nothing on 443 without a certificate");
+    ws.assert_no_changes();
+    ws.ok(&["destroy", "-auto-approve", "-input=false"]);
+    assert_eq!(alb_count(&elb).await, 0);
+}

@@ -375,3 +375,29 @@ async fn an_instance_with_its_data_volume_at_xvdf_imports_with_it() {
     assert!(state.contains(&volume), "the data volume at /dev/xvdf is the stack's: {state}");
     ws.ok(&["destroy", "-auto-approve", "-input=false"]);
 }
+
+#[tokio::test]
+async fn private_subnets_with_no_way_out_warn_at_plan_until_a_nat_route_is_added() {
+    let moto = Moto::start();
+    let (ec2, net, cert) = setup(&moto).await;
+    let (priv_a, priv_c) = (net.private[0].1.clone(), net.private[1].1.clone());
+    let ws = Workspace::new(&moto, &config(&net, &cert, ONE));
+    ws.init();
+    // The seeded private subnets use the VPC's main route table, which has only the local route.
+    let plan = ws.ok(&["plan", "-input=false"]);
+    let flat = plan.flat();
+    assert!(flat.contains("No way out of subnets") && flat.contains(&priv_a) && flat.contains(&priv_c), "{}", plan.all());
+    assert!(flat.contains("NAT gateway") && flat.contains("Docker Hub"), "it says what is missing: {}", plan.all());
+    assert!(flat.contains("com.amazonaws.us-east-1.ssm (interface, private DNS)") && flat.contains("com.amazonaws.us-east-1.s3 (gateway"), "and the endpoints a closed network would need: {}", plan.all());
+
+    // A NAT gateway in a public subnet and a private route table sending 0.0.0.0/0 to it.
+    let eip = ec2.allocate_address().domain(aws_sdk_ec2::types::DomainType::Vpc).send().await.unwrap().allocation_id.unwrap();
+    let nat = ec2.create_nat_gateway().subnet_id(&net.public[0].1).allocation_id(eip).send().await.unwrap().nat_gateway.unwrap().nat_gateway_id.unwrap();
+    let rt = ec2.create_route_table().vpc_id(&net.vpc_id).send().await.unwrap().route_table.unwrap().route_table_id.unwrap();
+    ec2.create_route().route_table_id(&rt).destination_cidr_block("0.0.0.0/0").nat_gateway_id(&nat).send().await.unwrap();
+    for subnet in [&priv_a, &priv_c] {
+        ec2.associate_route_table().route_table_id(&rt).subnet_id(subnet).send().await.unwrap();
+    }
+    let plan = ws.ok(&["plan", "-input=false"]);
+    assert!(!plan.flat().contains("No way out"), "a NAT route is a way out:\n{}", plan.all());
+}

@@ -1,5 +1,6 @@
 //! The dev/stg/prd env folders (examples/environments) planned and applied against the emulator, as a platform
 //! team would run them: real module, real tfvars, only account, certificate and zone ids swapped for the emulator's.
+//! And the internal folder (the runbook's private topology), with its zone, prefix list and Lambda group swapped in.
 
 use aws_sdk_ec2::types::Filter;
 
@@ -154,4 +155,91 @@ fn the_demo_runs_end_to_end_and_cleans_up() {
     for line in ["Apply complete! Resources: 4 added", "No changes: the infrastructure matches the configuration.", "1 imported", "Destroy complete! Resources: 4 destroyed", "Final snapshot snap-"] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
+}
+
+/// The internal env folder (the runbook's private topology): the emulator seeded with what the folder finds by
+/// name or takes as ids — the network, a Lambda's security group, CloudFront's prefix list and a private zone — then
+/// applied, planned clean, checked and destroyed.
+#[tokio::test]
+async fn internal_environment_applies_plans_clean_and_destroys() {
+    use aws_sdk_route53::types::{HostedZoneConfig, Vpc, VpcRegion};
+    let moto = Moto::start();
+    let cfg = moto.sdk_config_in(REGION).await;
+    let (ec2, elb) = (aws_sdk_ec2::Client::new(&cfg), aws_sdk_elasticloadbalancingv2::Client::new(&cfg));
+    let r53 = moto.route53().await;
+    let net = seed::network_named(&ec2, "dify-internal-vpc", "dify-internal", "10.16", REGION).await;
+    let lambda = ec2.create_security_group().group_name("dify-callers").description("Lambda calling Dify").vpc_id(&net.vpc_id).send().await.unwrap().group_id.unwrap();
+    let cloudfront = ec2
+        .create_managed_prefix_list()
+        .prefix_list_name("com.amazonaws.global.cloudfront.origin-facing")
+        .address_family("IPv4")
+        .max_entries(55)
+        .entries(aws_sdk_ec2::types::AddPrefixListEntry::builder().cidr("130.176.0.0/18").build())
+        .send()
+        .await
+        .unwrap()
+        .prefix_list
+        .unwrap()
+        .prefix_list_id
+        .unwrap();
+    let zone = r53
+        .create_hosted_zone()
+        .name("dify.internal")
+        .caller_reference("internal")
+        .hosted_zone_config(HostedZoneConfig::builder().private_zone(true).build())
+        .vpc(Vpc::builder().vpc_id(&net.vpc_id).vpc_region(VpcRegion::from(REGION)).build())
+        .send()
+        .await
+        .unwrap()
+        .hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+
+    let ws = Workspace::new(&moto, "").env("TF_LOG_PROVIDER", "DEBUG");
+    std::fs::remove_file(ws.dir.path().join("main.tf")).unwrap();
+    copy_tree(&root().join("examples/environments/internal"), &ws.dir.path().join("environments/internal"));
+    let env = |args: &[&str], vars: &[String]| in_env(&ws, "internal", args, vars);
+    assert_eq!(env(&["init", "-input=false"], &[]).code, 0);
+
+    // The committed tfvars name another account: the account guard refuses to plan.
+    let out = env(&["plan", "-input=false"], &[]);
+    assert!(out.code != 0 && out.flat().contains("Wrong AWS account"), "{}", out.all());
+
+    let vars = vec![format!("-var=aws_account_id={MOTO_ACCOUNT}"), format!("-var=lambda_security_group_id={lambda}"), format!("-var=cloudfront_prefix_list_id={cloudfront}"), format!("-var=private_zone_id={zone}")];
+    let out = env(&["apply", "-auto-approve", "-input=false"], &vars);
+    assert_eq!(out.code, 0, "internal apply:\n{}", out.all());
+    assert!(!out.flat().contains("serves plain HTTP"), "an internal HTTP-only ALB does not warn:\n{}", out.all());
+    crate::security::audit_secrets(&ws, "environments/internal", &vars, &out.stderr);
+    let out = env(&["plan", "-detailed-exitcode", "-input=false"], &vars);
+    assert_eq!(out.code, 0, "the plan after apply is empty:\n{}", out.all());
+
+    let json: serde_json::Value = serde_json::from_str(&env(&["output", "-json"], &[]).stdout).unwrap();
+    assert_eq!(json["internal_url"]["value"], "http://api.dify.internal");
+    assert_eq!(json["instance_ids"]["value"].as_array().unwrap().len(), 1);
+    let lbs = elb.describe_load_balancers().names("dify-internal").send().await.unwrap();
+    let lb = &lbs.load_balancers()[0];
+    assert_eq!(lb.scheme().map(|s| s.as_str()), Some("internal"));
+    let lb_subnets: Vec<&str> = lb.availability_zones().iter().filter_map(|z| z.subnet_id()).collect();
+    assert!(net.private.iter().all(|(_, id, _)| lb_subnets.contains(&id.as_str())), "in the private subnets: {lb_subnets:?}");
+    let listeners = elb.describe_listeners().load_balancer_arn(lb.load_balancer_arn().unwrap()).send().await.unwrap();
+    assert_eq!(listeners.listeners().iter().map(|l| l.port()).collect::<Vec<_>>(), vec![Some(80)], "HTTP only");
+    let sg_id = json["alb_security_group_id"]["value"].as_str().unwrap();
+    let sg = ec2.describe_security_groups().group_ids(sg_id).send().await.unwrap().security_groups()[0].clone();
+    let rule = sg.ip_permissions().iter().find(|p| p.from_port() == Some(80)).expect("a rule on 80");
+    assert_eq!(rule.user_id_group_pairs().iter().filter_map(|g| g.group_id()).collect::<Vec<_>>(), vec![lambda.as_str()], "Lambda's group");
+    assert_eq!(rule.prefix_list_ids().iter().filter_map(|l| l.prefix_list_id()).collect::<Vec<_>>(), vec![cloudfront.as_str()], "CloudFront's list");
+    assert!(rule.ip_ranges().is_empty() && rule.ipv6_ranges().is_empty(), "no CIDR");
+    let records = r53.list_resource_record_sets().hosted_zone_id(&zone).send().await.unwrap();
+    let alias = records.resource_record_sets().iter().find(|r| r.name() == "api.dify.internal.").and_then(|r| r.alias_target()).expect("the alias in the private zone");
+    assert_eq!(alias.dns_name().trim_end_matches('.').to_lowercase(), lb.dns_name().unwrap().to_lowercase());
+
+    let out = env(&["destroy", "-auto-approve", "-input=false"], &vars);
+    assert_eq!(out.code, 0, "internal destroy:\n{}", out.all());
+    assert!(elb.describe_load_balancers().send().await.unwrap().load_balancers().is_empty(), "no load balancer left");
+    let instances = ec2.describe_instances().filters(Filter::builder().name("instance-state-name").values("running").values("stopped").build()).send().await.unwrap();
+    assert!(instances.reservations().is_empty(), "no instance left");
+    let records = r53.list_resource_record_sets().hosted_zone_id(&zone).send().await.unwrap();
+    assert!(records.resource_record_sets().iter().all(|r| r.name() != "api.dify.internal."), "the alias is gone");
 }

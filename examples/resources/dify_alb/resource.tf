@@ -12,6 +12,10 @@ resource "dify_alb" "this" {
     vpn          = ["192.0.2.0/24"]
   }
 
+  # Behind CloudFront, let its origin-facing managed prefix list in; find the id in your region with
+  #   aws ec2 describe-managed-prefix-lists --filters Name=prefix-list-name,Values=com.amazonaws.global.cloudfront.origin-facing
+  # allowed_prefix_list_ids = ["pl-58a04531"]
+
   deletion_protection = true # production: destroy needs an explicit apply with false first
 
   # The defaults already suit Dify; shown here for reference.

@@ -41,6 +41,7 @@ pub struct Spec {
     pub subnet_ids: BTreeSet<String>,
     pub allowed_cidrs: Option<BTreeMap<String, BTreeSet<String>>>,
     pub allowed_security_group_ids: Option<BTreeSet<String>>,
+    pub allowed_prefix_list_ids: Option<BTreeSet<String>>,
     pub certificate_arn: Option<String>,
     pub additional_certificate_arns: Option<BTreeSet<String>>,
     pub ssl_policy: String,

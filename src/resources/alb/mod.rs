@@ -131,8 +131,14 @@ impl Resource for Alb {
                         .validate(validate::each(validate::each(validate::cidr()))),
                 )
                 .attr(Attribute::new("allowed_security_group_ids", Type::set(Type::String)).optional().description("Security groups allowed in (for callers inside the VPC, such as Lambda behind an internal ALB).").validate(validate::each(validate::prefixed("sg-"))))
-                .attr(Attribute::bool("allow_internet").default(Value::Bool(false)).description("Must be true for `allowed_cidrs` to contain `0.0.0.0/0` or `::/0`: opening Dify to the whole internet is a decision, never a default."))
-                .attr(Attribute::string("certificate_arn").optional().description("ACM certificate for the HTTPS listener on 443; port 80 then redirects to 443 (301). Without it: an HTTP listener on 80 that forwards, and a warning.").validate(validate::prefixed("arn:")))
+                .attr(
+                    Attribute::new("allowed_prefix_list_ids", Type::set(Type::String))
+                        .optional()
+                        .description("Managed prefix lists allowed in, such as CloudFront's origin-facing list (`com.amazonaws.global.cloudfront.origin-facing`) for an ALB that is CloudFront's origin. Only on the port that serves (443 with a certificate, else 80), not on the redirect: AWS counts a list as its `max_entries` rules against the group's quota (60 by default; CloudFront's list counts 55).")
+                        .validate(validate::each(validate::prefixed("pl-"))),
+                )
+                .attr(Attribute::bool("allow_internet").default(Value::Bool(false)).description("Must be true for `allowed_cidrs` to contain `0.0.0.0/0` or `::/0`: opening Dify to the whole internet is a decision, never a default. Prefix lists in `allowed_prefix_list_ids` are not checked against it."))
+                .attr(Attribute::string("certificate_arn").optional().description("ACM certificate for the HTTPS listener on 443; port 80 then redirects to 443 (301). Without it: an HTTP listener on 80 that forwards, and a warning unless the load balancer is `internal`.").validate(validate::prefixed("arn:")))
                 .attr(Attribute::new("additional_certificate_arns", Type::set(Type::String)).optional().description("More certificates for the HTTPS listener (SNI).").validate(validate::each(validate::prefixed("arn:"))))
                 .attr(Attribute::string("ssl_policy").default(Value::string(DEFAULT_SSL_POLICY)).description("TLS policy of the HTTPS listener (TLS 1.3 and 1.2 by default)."))
                 .attr(Attribute::number("target_port").default(Value::int(80)).description("Port Dify's nginx listens on, on the instances. A change replaces the target group inside the resource, create-before-destroy.").validate(validate::int_between(1, 65535)))
@@ -187,6 +193,18 @@ impl Resource for Alb {
                 }
             }
         }
+        // The security group's ingress is exactly these sources (rules added outside Terraform are removed): with none,
+        // nothing reaches the load balancer.
+        let none_allowed = ["allowed_cidrs", "allowed_security_group_ids", "allowed_prefix_list_ids"].iter().all(|attr| match config.get(attr) {
+            Value::Null => true,
+            v => v.elements().is_some_and(|e| e.is_empty()) || v.entries().is_some_and(|e| e.is_empty()),
+        });
+        if none_allowed {
+            diags.push(Diagnostic::warning(
+                "dify_alb lets no one in",
+                "none of allowed_cidrs, allowed_security_group_ids or allowed_prefix_list_ids is set, so the load balancer's security group has no ingress rule and nothing can reach Dify. Set at least one of them.",
+            ));
+        }
         // Unset values take their defaults, which are known here; unknown ones are checked once known.
         let hc = config.get("health_check");
         let or_default = |attr: &str, default: i64| match hc.get(attr) {
@@ -206,7 +224,9 @@ impl Resource for Alb {
         plan.planned.set("tags_all", planned_tags_all(config, aws));
 
         let cert = plan.planned.get("certificate_arn").clone();
-        if cert.is_null() {
+        // Plain HTTP inside the VPC (an internal ALB, reached by Lambda or as CloudFront's VPC origin) is a choice the
+        // network already protects; on an internet-facing one cookies cross the internet in the clear.
+        if cert.is_null() && plan.planned.get("internal").as_bool() == Some(false) {
             diags.push(Diagnostic::warning(
                 "dify_alb without a certificate serves plain HTTP",
                 "without certificate_arn the load balancer listens on port 80 only and Dify's login cookies travel unencrypted. Set certificate_arn to an ACM certificate for the domain.",

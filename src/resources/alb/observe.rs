@@ -123,28 +123,33 @@ pub async fn observe(aws: &AwsClients, lb: LoadBalancer, known_target_group: Opt
     Ok(Observed { lb, lb_attributes, lb_tags, security_group: owned, target_group, target_group_attributes, target_group_tags, https, http, additional_certificates })
 }
 
-/// Ingress rules of the security group on `port`: CIDRs by rule description (the label), and source groups.
-pub fn ingress(sg: &SecurityGroup, port: i32) -> (BTreeMap<String, BTreeSet<String>>, BTreeSet<String>) {
-    let mut cidrs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut groups = BTreeSet::new();
+/// The sources a security group lets in on one port.
+#[derive(Debug, Default, PartialEq)]
+pub struct Ingress {
+    /// CIDRs by rule description (the label).
+    pub cidrs: BTreeMap<String, BTreeSet<String>>,
+    pub groups: BTreeSet<String>,
+    pub prefix_lists: BTreeSet<String>,
+}
+
+/// Ingress rules of the security group on `port`: CIDRs by label, source groups and managed prefix lists.
+pub fn ingress(sg: &SecurityGroup, port: i32) -> Ingress {
+    let mut found = Ingress::default();
     for p in sg.ip_permissions().iter().filter(|p| p.from_port() == Some(port) && p.to_port() == Some(port)) {
         for r in p.ip_ranges() {
             if let Some(c) = r.cidr_ip() {
-                cidrs.entry(r.description().unwrap_or("unlabelled").to_string()).or_default().insert(c.to_string());
+                found.cidrs.entry(r.description().unwrap_or("unlabelled").to_string()).or_default().insert(c.to_string());
             }
         }
         for r in p.ipv6_ranges() {
             if let Some(c) = r.cidr_ipv6() {
-                cidrs.entry(r.description().unwrap_or("unlabelled").to_string()).or_default().insert(c.to_string());
+                found.cidrs.entry(r.description().unwrap_or("unlabelled").to_string()).or_default().insert(c.to_string());
             }
         }
-        for g in p.user_id_group_pairs() {
-            if let Some(id) = g.group_id() {
-                groups.insert(id.to_string());
-            }
-        }
+        found.groups.extend(p.user_id_group_pairs().iter().filter_map(|g| g.group_id()).map(str::to_string));
+        found.prefix_lists.extend(p.prefix_list_ids().iter().filter_map(|l| l.prefix_list_id()).map(str::to_string));
     }
-    (cidrs, groups)
+    found
 }
 
 fn strings<'a>(items: impl IntoIterator<Item = &'a String>) -> Value {
@@ -165,7 +170,7 @@ pub fn state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
     let dns = o.lb.dns_name().unwrap_or_default().to_string();
     let https = o.https.as_ref();
     let rule_port = if https.is_some() { HTTPS_PORT } else { HTTP_PORT };
-    let (cidrs, groups) = o.security_group.as_ref().map(|sg| ingress(sg, rule_port)).unwrap_or_default();
+    let Ingress { cidrs, groups, prefix_lists } = o.security_group.as_ref().map(|sg| ingress(sg, rule_port)).unwrap_or_default();
     let open = cidrs.values().flatten().any(|c| c == "0.0.0.0/0" || c == "::/0");
     let allow_internet = match base.get("allow_internet") {
         Value::Bool(b) => Value::Bool(*b || open),
@@ -201,6 +206,7 @@ pub fn state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
         "subnet_ids" => strings(&subnets),
         "allowed_cidrs" => if cidrs.is_empty() && base.get("allowed_cidrs").is_null() { Value::Null } else { Value::Map(cidrs.iter().map(|(k, v)| (k.clone(), strings(v))).collect()) },
         "allowed_security_group_ids" => if groups.is_empty() && base.get("allowed_security_group_ids").is_null() { Value::Null } else { strings(&groups) },
+        "allowed_prefix_list_ids" => if prefix_lists.is_empty() && base.get("allowed_prefix_list_ids").is_null() { Value::Null } else { strings(&prefix_lists) },
         "allow_internet" => allow_internet,
         "certificate_arn" => https.and_then(|l| l.certificates().iter().find(|c| c.is_default() != Some(false)).and_then(|c| c.certificate_arn())).map(Value::string).unwrap_or(Value::Null),
         "additional_certificate_arns" => if o.additional_certificates.is_empty() && base.get("additional_certificate_arns").is_null() { Value::Null } else { strings(&o.additional_certificates) },

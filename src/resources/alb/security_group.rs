@@ -1,15 +1,16 @@
-//! The security group of a `dify_alb`: found or created, tagged, and its ingress made exactly the allowed networks
-//! and groups on the ports the listeners use.
+//! The security group of a `dify_alb`: found or created, tagged, and its ingress made exactly the allowed networks,
+//! groups and managed prefix lists on the ports the listeners use.
 
 use std::collections::BTreeSet;
 
-use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, UserIdGroupPair};
+use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, PrefixListId, UserIdGroupPair};
 
 use super::converge::{owner_tags, security_group_name, Spec};
-use super::observe::{ingress, Observed, HTTPS_PORT, HTTP_PORT};
+use super::observe::{ingress, Ingress, Observed, HTTPS_PORT, HTTP_PORT};
 use crate::aws::{security_group, tags, AwsClients};
 
-/// The ports the security group opens: 443 and 80 (for the redirect) with a certificate, 80 without.
+/// The ports the security group opens, the serving one first: 443 and 80 (for the redirect) with a certificate, 80
+/// without.
 fn open_ports(spec: &Spec) -> Vec<i32> {
     if spec.certificate_arn.is_some() {
         vec![HTTPS_PORT, HTTP_PORT]
@@ -30,25 +31,27 @@ pub(super) async fn converge_security_group(aws: &AwsClients, spec: &Spec, curre
     };
     let id = sg.group_id().unwrap_or_default().to_string();
 
-    // Ingress: exactly the wanted (port, source, label) rules.
-    let cidrs = spec.allowed_cidrs.clone().unwrap_or_default();
-    let groups = spec.allowed_security_group_ids.clone().unwrap_or_default();
+    // Ingress: exactly the wanted (port, source) rules; sources are labelled CIDRs, security groups and prefix lists.
+    let wanted = Sources {
+        cidrs: spec.allowed_cidrs.iter().flatten().flat_map(|(label, set)| set.iter().map(move |c| (c.clone(), label.clone()))).collect(),
+        groups: spec.allowed_security_group_ids.clone().unwrap_or_default(),
+        prefix_lists: spec.allowed_prefix_list_ids.clone().unwrap_or_default(),
+    };
     let ports = open_ports(spec);
     let mut authorize = Vec::new();
     let mut revoke = Vec::new();
     for port in [HTTPS_PORT, HTTP_PORT] {
-        let (have_cidrs, have_groups) = ingress(&sg, port);
-        let have: BTreeSet<(String, String)> = have_cidrs.iter().flat_map(|(label, set)| set.iter().map(move |c| (c.clone(), label.clone()))).collect();
-        let want: BTreeSet<(String, String)> = if ports.contains(&port) { cidrs.iter().flat_map(|(label, set)| set.iter().map(move |c| (c.clone(), label.clone()))).collect() } else { BTreeSet::new() };
-        let want_groups: BTreeSet<String> = if ports.contains(&port) { groups.clone() } else { BTreeSet::new() };
-        let missing: Vec<_> = want.difference(&have).cloned().collect();
-        let extra: Vec<_> = have.difference(&want).cloned().collect();
-        let missing_groups: Vec<_> = want_groups.difference(&have_groups).cloned().collect();
-        let extra_groups: Vec<_> = have_groups.difference(&want_groups).cloned().collect();
-        if let Some(p) = permission(port, &missing, &missing_groups) {
+        let have = Sources::from(ingress(&sg, port));
+        let mut want = if ports.contains(&port) { wanted.clone() } else { Sources::default() };
+        if port != ports[0] {
+            // Prefix lists only on the port that serves, not on the redirect: AWS counts a list as its max_entries
+            // rules, and CloudFront's (55) on both ports would pass the default quota of 60 rules per group.
+            want.prefix_lists.clear();
+        }
+        if let Some(p) = permission(port, &want.minus(&have)) {
             authorize.push(p);
         }
-        if let Some(p) = permission(port, &extra, &extra_groups) {
+        if let Some(p) = permission(port, &have.minus(&want)) {
             revoke.push(p);
         }
     }
@@ -56,20 +59,52 @@ pub(super) async fn converge_security_group(aws: &AwsClients, spec: &Spec, curre
     Ok(id)
 }
 
-fn permission(port: i32, cidrs: &[(String, String)], groups: &[String]) -> Option<IpPermission> {
-    if cidrs.is_empty() && groups.is_empty() {
+/// Sources of ingress rules on one port, comparable as sets.
+#[derive(Clone, Default)]
+struct Sources {
+    /// (CIDR, label)
+    cidrs: BTreeSet<(String, String)>,
+    groups: BTreeSet<String>,
+    prefix_lists: BTreeSet<String>,
+}
+
+impl From<Ingress> for Sources {
+    fn from(i: Ingress) -> Sources {
+        Sources {
+            cidrs: i.cidrs.iter().flat_map(|(label, set)| set.iter().map(move |c| (c.clone(), label.clone()))).collect(),
+            groups: i.groups,
+            prefix_lists: i.prefix_lists,
+        }
+    }
+}
+
+impl Sources {
+    fn minus(&self, other: &Sources) -> Sources {
+        Sources {
+            cidrs: self.cidrs.difference(&other.cidrs).cloned().collect(),
+            groups: self.groups.difference(&other.groups).cloned().collect(),
+            prefix_lists: self.prefix_lists.difference(&other.prefix_lists).cloned().collect(),
+        }
+    }
+}
+
+fn permission(port: i32, sources: &Sources) -> Option<IpPermission> {
+    if sources.cidrs.is_empty() && sources.groups.is_empty() && sources.prefix_lists.is_empty() {
         return None;
     }
     let mut p = IpPermission::builder().ip_protocol("tcp").from_port(port).to_port(port);
-    for (cidr, label) in cidrs {
+    for (cidr, label) in &sources.cidrs {
         if cidr.contains(':') {
             p = p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(cidr).description(label).build());
         } else {
             p = p.ip_ranges(IpRange::builder().cidr_ip(cidr).description(label).build());
         }
     }
-    for g in groups {
+    for g in &sources.groups {
         p = p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build());
+    }
+    for l in &sources.prefix_lists {
+        p = p.prefix_list_ids(PrefixListId::builder().prefix_list_id(l).build());
     }
     Some(p.build())
 }

@@ -1,6 +1,7 @@
 //! Resource `dify_ec2_stack`: Dify's compute — instances, launch template, security group, data-volume attachments
 //! and target registrations as one resource — importable, and refusing topologies that would split Dify's data.
 
+mod egress;
 mod ops;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -157,7 +158,7 @@ impl Resource for Ec2Stack {
                 .description("Dify's compute: EC2 instances in private subnets from a launch template (IMDSv2, encrypted gp3 root, no public IP), their security group (the app port from the load balancer only), the data volume of each instance, and registration behind the load balancer. No SSH: use Session Manager.")
                 .attr(Attribute::string("id").computed().use_state_for_unknown().description("The stack name."))
                 .attr(Attribute::string("name").required().requires_replace().description("Stack name: instances are named after it (`name`, or `name-1`, `name-2`… when there are several) and every object carries the tag `dify:stack = name`.").validate(validate::not_blank()))
-                .attr(Attribute::new("subnet_ids", Type::list(Type::String)).required().description("Private subnets; instance i goes to subnet i mod n, so two instances span two zones.").validate(validate::each(validate::prefixed("subnet-"))))
+                .attr(Attribute::new("subnet_ids", Type::list(Type::String)).required().description("Private subnets; instance i goes to subnet i mod n, so two instances span two zones. The instances need a way out at boot: a subnet whose route table has no 0.0.0.0/0 route to a NAT gateway, NAT instance, internet gateway or transit gateway gets a warning at plan, naming it and the VPC endpoints a closed network would need.").validate(validate::each(validate::prefixed("subnet-"))))
                 .attr(Attribute::number("instance_count").default(Value::int(1)).description("Number of instances, 1–10. More than one needs shared external services (see `dify`).").validate(validate::int_between(1, 10)))
                 .attr(Attribute::string("instance_type").default(Value::string("t3.medium")).description("Instance type. Changes in place: each instance is deregistered, stopped, changed, started and registered again, one at a time."))
                 .attr(Attribute::string("ami_id").optional().computed().use_state_for_unknown().description("Image id. Default: the latest Amazon Linux 2023 for the instance type's architecture, resolved at create and then kept, so a new AMI release never replaces instances; an explicit change replaces them one at a time, moving the data volume.").validate(validate::prefixed("ami-")))
@@ -294,7 +295,7 @@ impl Resource for Ec2Stack {
         let v = if prior.is_null() || template_changed || parts_missing || prior.get("launch_template_version").is_null() { Value::unknown() } else { prior.get("launch_template_version").clone() };
         plan.planned.set("launch_template_version", v);
 
-        // Data volumes must be in their instances' zones; subnets that hand out public IPs get a warning.
+        // Data volumes must be in their instances' zones; subnets that hand out public IPs, or have no way out, get a warning.
         let Some(aws) = aws else { return };
         let subnet_ids: Vec<String> = plan.planned.get("subnet_ids").elements().unwrap_or_default().iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
         let volumes: Vec<Option<String>> = plan.planned.get("data_volume_ids").elements().unwrap_or_default().iter().map(|v| v.as_str().map(str::to_string)).collect();
@@ -306,6 +307,7 @@ impl Resource for Ec2Stack {
             Ok(s) => s,
             Err(e) => return diags.error_at(AttrPath::root("subnet_ids"), "Checking the subnets", e),
         };
+        egress::check(aws, &subnets, &configured, diags).await;
         let zone_of: BTreeMap<String, String> = subnets.iter().filter_map(|s| Some((s.subnet_id()?.to_string(), s.availability_zone()?.to_string()))).collect();
         for s in subnets.iter().filter(|s| s.map_public_ip_on_launch() == Some(true)) {
             diags.push(Diagnostic::warning(
