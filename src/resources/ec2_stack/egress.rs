@@ -39,11 +39,37 @@ pub fn needs(planned: &Value) -> Needs {
     if secret_arns || dify.get("secret_env").entries().is_some_and(|e| !e.is_empty()) {
         endpoints.insert(Endpoint::Interface("secretsmanager"));
     }
-    let ecr = dify.get("image_overrides").entries().is_some_and(|images| images.values().filter_map(Value::as_str).any(|i| i.contains(".dkr.ecr.")));
+    // With image_registry every image (image_overrides included) comes from that registry; without it, from Docker
+    // Hub, except the image_overrides that name another registry.
+    let registry = dify.get("image_registry").as_str();
+    let ecr = registry.is_some_and(is_ecr) || dify.get("image_overrides").entries().is_some_and(|images| images.values().filter_map(Value::as_str).any(is_ecr));
     if ecr {
         endpoints.extend([Endpoint::Interface("ecr.api"), Endpoint::Interface("ecr.dkr")]);
     }
-    Needs { internet: vec!["the Dify release and the Compose plugin from github.com", "Dify's images from Docker Hub"], endpoints }
+    let mut internet = Vec::new();
+    // release_url and compose_plugin_url on S3 are covered by the S3 endpoint; an https:// one may be inside the VPC
+    // (a mirror), so only GitHub's own addresses count as the internet.
+    match dify.get("release_url").as_str() {
+        Some(url) if !from_github(url) => {}
+        _ => internet.push("the Dify release from github.com"),
+    }
+    match dify.get("compose_plugin_url").as_str() {
+        Some(url) if !from_github(url) => {}
+        _ => internet.push("the Compose plugin from github.com (unless the AMI has it)"),
+    }
+    if registry.is_none() {
+        internet.push("Dify's images from Docker Hub");
+    }
+    Needs { internet, endpoints }
+}
+
+fn is_ecr(image: &str) -> bool {
+    image.split('/').next().is_some_and(|host| host.contains(".dkr.ecr."))
+}
+
+fn from_github(url: &str) -> bool {
+    let host = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or("");
+    host == "github.com" || host.ends_with(".github.com") || host.ends_with(".githubusercontent.com")
 }
 
 /// A route that leads out of the VPC: 0.0.0.0/0, not a blackhole, to a NAT gateway or instance, an internet, transit
@@ -258,5 +284,22 @@ mod tests {
         for e in [Endpoint::S3, Endpoint::Interface("ssm"), Endpoint::Interface("ssmmessages"), Endpoint::Interface("ec2messages"), Endpoint::Interface("secretsmanager"), Endpoint::Interface("ecr.api"), Endpoint::Interface("ecr.dkr")] {
             assert!(n.endpoints.contains(&e), "{e:?} in {:?}", n.endpoints);
         }
+        assert!(n.internet.iter().any(|i| i.contains("Docker Hub")), "images other than the api's still come from Docker Hub: {:?}", n.internet);
+
+        // The closed network of docs/guides/closed-network.md: release, plugin and images from S3 and ECR.
+        let closed = crate::object! {
+            "dify" => crate::object! {
+                "image_registry" => Value::string("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/dify-mirror"),
+                "release_url" => Value::string("s3://dify-artifacts/dify-1.13.3-docker.tar.gz"),
+                "compose_plugin_url" => Value::string("s3://dify-artifacts/docker-compose-linux-x86_64"),
+            },
+        };
+        let n = needs(&closed);
+        assert!(n.internet.is_empty(), "nothing from the internet: {:?}", n.internet);
+        assert!(n.endpoints.contains(&Endpoint::Interface("ecr.dkr")) && n.endpoints.contains(&Endpoint::S3), "{:?}", n.endpoints);
+
+        // A release tarball still on GitHub is still the internet.
+        let github = crate::object! { "dify" => crate::object! { "release_url" => Value::string("https://github.com/langgenius/dify/archive/refs/tags/1.13.3.tar.gz") } };
+        assert!(needs(&github).internet.iter().any(|i| i.contains("release")));
     }
 }
