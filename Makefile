@@ -63,16 +63,17 @@ tools:
 	@command -v cloud-init >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cloud-init)
 
 # Unit tests, protocol tests, the compose contract (the boot script's output resolved by real Docker Compose v2),
-# acceptance tests through real Terraform against the emulator, and the dev environment's smoke run on each older
-# Terraform (compat).
-test: venv tf-venvs tools
+# acceptance tests through real Terraform against the emulator, the dev environment's smoke run on each older
+# Terraform (compat), then the VM twin's ten scenarios (test-vm, ~30 min on 2 cores).
+test: venv tf-venvs tools vm-tools
 	cargo test --locked
+	$(VM_TWIN)
 
 # The VM twin (tests/vm/): the user data of a stack applied against the emulator, booted by cloud-init in real Debian
 # VMs under QEMU (TCG) with an NVMe data volume, an IMDSv2 twin and Docker running stand-in images; ten scenarios
 # (first boot, reboot, replacement, late attach, an erroring disk, growth, two migrations, apt, a volume added later),
 # each PASS or FAIL, then `N passed, M failed`. The guest image is built once with mmdebstrap and cached under
-# ~/.cache/terraform-provider-dify/vm/, keyed by its recipe. Not yet part of `make test`: see tests/vm/README.md.
+# ~/.cache/terraform-provider-dify/vm/, keyed by its recipe. `make test` runs it after the cargo tests.
 vm-tools:
 	@command -v mmdebstrap >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap)
 	@command -v qemu-system-x86_64 >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils)
@@ -80,9 +81,13 @@ vm-tools:
 	@command -v qemu-img >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-utils)
 	@command -v genisoimage >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq genisoimage)
 
+define VM_TWIN
+cargo test --locked --test integration -- --ignored vm_twin_inputs_from_an_applied_stack
+$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghij)
+endef
+
 test-vm: venv tools vm-tools
-	cargo test --locked --test integration -- --ignored vm_twin_inputs_from_an_applied_stack
-	$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghij)
+	$(VM_TWIN)
 
 # The fault matrix of the convergence test at a larger size: make test-faults SEEDS=100 (make test runs 3 seeds).
 SEEDS ?= 10
