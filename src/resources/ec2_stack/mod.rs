@@ -31,7 +31,7 @@ use crate::framework::{AttrPath, Ctx, Diagnostics, Resource, ResourceState};
 use crate::object;
 
 use self::observe::{groups_serving, observe, stack_state};
-use self::rollout::{converge, read_back};
+use self::rollout::Rollout;
 use self::teardown::tear_down;
 
 pub const TYPE_NAME: &str = "dify_ec2_stack";
@@ -274,8 +274,9 @@ impl Resource for Ec2Stack {
                 return None;
             }
         };
-        let result = converge(&ctx.cancel, aws, &spec, &current, &BTreeSet::new(), timeout).await;
-        read_back(aws, &spec, planned, &Value::Null, result, &format!("creating EC2 stack ({})", spec.name), diags).await
+        let rollout = Rollout { aws, cancel: &ctx.cancel, timeout, spec: &spec, previous_groups: &BTreeSet::new() };
+        let result = rollout.converge(&current).await;
+        rollout.finish(planned, &Value::Null, result, &format!("creating EC2 stack ({})", spec.name), diags).await
     }
 
     async fn read(&self, ctx: &Ctx, state: &Value, _private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
@@ -316,8 +317,9 @@ impl Resource for Ec2Stack {
             }
         };
         let previous_groups: BTreeSet<String> = decode(prior.get("target_group_arns")).unwrap_or_default();
-        let result = converge(&ctx.cancel, aws, &spec, &current, &previous_groups, timeout).await;
-        read_back(aws, &spec, planned, prior, result, &what, diags).await
+        let rollout = Rollout { aws, cancel: &ctx.cancel, timeout, spec: &spec, previous_groups: &previous_groups };
+        let result = rollout.converge(&current).await;
+        rollout.finish(planned, prior, result, &what, diags).await
     }
 
     async fn delete(&self, ctx: &Ctx, prior: &Value, _private: &Private, diags: &mut Diagnostics) {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::{
-    Filter, InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceType, IpPermission, LaunchTemplateBlockDeviceMappingRequest,
+    Filter, Instance, InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceType, IpPermission, LaunchTemplateBlockDeviceMappingRequest,
     LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateInstanceMetadataOptionsRequest,
     LaunchTemplateSpecification, RequestLaunchTemplateData, ResourceType, SecurityGroup, UserIdGroupPair, VolumeType,
 };
@@ -14,8 +14,52 @@ use crate::aws::{ec2, security_group, tags, AwsClients, OpExt};
 use crate::boot;
 use crate::log;
 
-use super::observe::{live, Observed};
+use super::observe::{live, tag_of, Observed};
 use super::{Spec, DATA_VOLUME_TAG, GENERATION_TAG, INDEX_TAG, STACK_TAG, SUBNETS_TAG};
+
+/// What new instances launch from: the instances' security group, the launch template version, the generation
+/// (image and boot configuration) they are tagged with, and their user data, rendered once per apply.
+pub struct LaunchFrom {
+    pub sg_id: String,
+    pub lt_id: String,
+    pub lt_version: i64,
+    pub generation: String,
+    pub user_data: String,
+}
+
+impl LaunchFrom {
+    /// Whether `i` was launched from another image or boot configuration, and so is replaced.
+    pub fn supersedes(&self, i: &Instance) -> bool {
+        tag_of(i, GENERATION_TAG).is_some_and(|g| g != self.generation)
+    }
+}
+
+/// Makes or finds what new instances launch from: the instances' security group (in the first subnet's VPC), the
+/// image, and a launch template version holding the spec.
+pub async fn prepare(aws: &AwsClients, spec: &Spec, current: &Observed) -> Result<LaunchFrom, String> {
+    let vpc = ec2::describe_subnets(aws, vec![spec.subnet_ids[0].clone()])
+        .await?
+        .first()
+        .and_then(|s| s.vpc_id())
+        .map(str::to_string)
+        .ok_or("the first subnet has no VPC")?;
+    let sg_id = converge_security_group(aws, spec, current.security_group.as_ref(), &vpc).await?;
+    let (ami, root_device) = resolve_ami(aws, spec).await?;
+    let user_data = spec.user_data();
+    let mut groups: BTreeSet<String> = spec.additional_security_group_ids.clone().unwrap_or_default();
+    groups.insert(sg_id.clone());
+    let inputs = TemplateInputs {
+        ami: ami.clone(),
+        instance_type: spec.instance_type.clone(),
+        root_size: spec.root_volume_size_gb,
+        profile: spec.iam_instance_profile.clone(),
+        key: spec.key_name.clone(),
+        groups,
+        user_data: Some(user_data.clone()),
+    };
+    let (lt_id, lt_version, _) = converge_launch_template(aws, spec, current, &inputs, &root_device).await?;
+    Ok(LaunchFrom { sg_id, lt_id, lt_version, generation: generation(&ami, &user_data), user_data })
+}
 
 /// What the launch template holds; a change makes a new version.
 #[derive(Debug, PartialEq)]
@@ -55,7 +99,7 @@ pub async fn read_template(aws: &AwsClients, id: &str) -> Result<Option<Template
 }
 
 /// The image (the configured one, or the latest AL2023 for the instance type's architecture) and its root device.
-pub async fn resolve_ami(aws: &AwsClients, spec: &Spec) -> Result<(String, String), String> {
+async fn resolve_ami(aws: &AwsClients, spec: &Spec) -> Result<(String, String), String> {
     let image = match &spec.ami_id {
         Some(ami) => {
             let images = aws.ec2.describe_images().image_ids(ami).send().await.op("EC2 DescribeImages", ami)?;
@@ -77,7 +121,7 @@ pub async fn resolve_ami(aws: &AwsClients, spec: &Spec) -> Result<(String, Strin
     Ok((image.image_id().unwrap_or_default().to_string(), root))
 }
 
-pub async fn converge_security_group(aws: &AwsClients, spec: &Spec, current: Option<&SecurityGroup>, vpc_id: &str) -> Result<String, String> {
+async fn converge_security_group(aws: &AwsClients, spec: &Spec, current: Option<&SecurityGroup>, vpc_id: &str) -> Result<String, String> {
     let name = format!("{}-instances", spec.name);
     let mut wanted_tags = spec.tags_all.clone().unwrap_or_default();
     wanted_tags.insert(tags::NAME.into(), name.clone());
@@ -145,7 +189,7 @@ fn template_data(inputs: &TemplateInputs, root_device: &str) -> RequestLaunchTem
     data.build()
 }
 
-pub async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Observed, inputs: &TemplateInputs, root_device: &str) -> Result<(String, i64, bool), String> {
+async fn converge_launch_template(aws: &AwsClients, spec: &Spec, current: &Observed, inputs: &TemplateInputs, root_device: &str) -> Result<(String, i64, bool), String> {
     let data = template_data(inputs, root_device);
     let name = format!("{}-lt", spec.name);
     match &current.launch_template_id {
@@ -224,11 +268,13 @@ pub fn instance_tags(spec: &Spec, index: usize, generation: &str) -> BTreeMap<St
 }
 
 /// What an instance was launched from: the image and the boot configuration.
-pub fn generation(ami: &str, user_data: &str) -> String {
+fn generation(ami: &str, user_data: &str) -> String {
     boot::sha256_hex(&format!("{ami}\n{}", boot::sha256_hex(user_data)))[..16].to_string()
 }
 
-pub async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt: (&str, i64), generation: &str) -> Result<String, String> {
+/// Launches the instance of `index` from `from` (RunInstances), or adopts the one an interrupted apply launched.
+pub async fn run_instance(aws: &AwsClients, spec: &Spec, index: usize, from: &LaunchFrom) -> Result<String, String> {
+    let (sg_id, lt, generation) = (from.sg_id.as_str(), (from.lt_id.as_str(), from.lt_version), from.generation.as_str());
     // One instance per index and generation: a retried apply finds it by its tags (and AWS by the token).
     let existing = aws
         .ec2
@@ -270,7 +316,7 @@ pub async fn launch(aws: &AwsClients, spec: &Spec, index: usize, sg_id: &str, lt
                 .instance_metadata_tags(aws_sdk_ec2::types::InstanceMetadataTagsState::Enabled)
                 .build(),
         )
-        .user_data(base64::engine::general_purpose::STANDARD.encode(spec.user_data()))
+        .user_data(base64::engine::general_purpose::STANDARD.encode(&from.user_data))
         .tag_specifications(tags::specification(ResourceType::Instance, &instance_tags))
         .tag_specifications(tags::specification(ResourceType::Volume, &volume_tags))
         .send()
