@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_sdk_ec2::types::{AttributeValue, Instance, InstanceStateName, VolumeState};
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::wait::During;
 use crate::aws::{ec2, elbv2, tags, AwsClients, OpExt};
 use crate::framework::private::Private;
 use crate::framework::value::Value;
@@ -306,12 +307,12 @@ impl Rollout<'_> {
     }
 
     async fn wait_volume_available(&self, volume: &str) -> Result<(), String> {
-        ec2::wait_volume(self.cancel, self.aws, volume, VolumeState::Available, self.timeout).await.map(|_| ()).map_err(|e| format!("waiting for {volume} to be detached: {e}"))
+        ec2::wait_volume(self.cancel, self.aws, volume, VolumeState::Available, self.timeout).await.map(|_| ()).during(format_args!("waiting for {volume} to be detached"))
     }
 
     async fn attach(&self, instance: &str, volume: &str) -> Result<(), String> {
         self.aws.ec2.attach_volume().instance_id(instance).volume_id(volume).device(DATA_DEVICE).send().await.op("EC2 AttachVolume", format!("{volume} to {instance}"))?;
-        ec2::wait_volume(self.cancel, self.aws, volume, VolumeState::InUse, self.timeout).await.map(|_| ()).map_err(|e| format!("waiting for {volume} to attach: {e}"))
+        ec2::wait_volume(self.cancel, self.aws, volume, VolumeState::InUse, self.timeout).await.map(|_| ()).during(format_args!("waiting for {volume} to attach"))
     }
 
     /// Reads the stack back after a converge; on failure records what exists (the apply reports the error) so
