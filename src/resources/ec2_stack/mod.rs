@@ -52,6 +52,7 @@ pub const DATA_VOLUME_TAG: &str = "dify:data-volume";
 /// Tag naming the image and boot configuration an instance was launched with; a different one means "replace me".
 pub const GENERATION_TAG: &str = "dify:generation";
 
+/// The planned stack, decoded once per apply.
 #[derive(Deserialize, Clone, Debug)]
 pub struct Spec {
     pub name: String,
@@ -70,6 +71,8 @@ pub struct Spec {
     pub wait_for_healthy: Option<bool>,
     pub dify: Option<boot::DifyConfig>,
     pub tags_all: Option<BTreeMap<String, String>>,
+    /// The user data the plan rendered (`modify_plan`); absent when the plan could not render it yet.
+    pub rendered_user_data: Option<String>,
 }
 
 impl Spec {
@@ -86,9 +89,9 @@ impl Spec {
     pub fn data_volume(&self, index: usize) -> Option<&str> {
         self.data_volume_ids.as_ref().and_then(|v| v.get(index)).map(String::as_str)
     }
-    /// The user data every instance boots with.
+    /// The user data every instance boots with: the one the plan showed, rendered here only when the plan could not.
     pub fn user_data(&self) -> String {
-        boot::render(&self.dify.clone().unwrap_or_default(), self.app_port)
+        self.rendered_user_data.clone().unwrap_or_else(|| boot::render(&self.dify.clone().unwrap_or_default(), self.app_port))
     }
     pub fn target_groups(&self) -> BTreeSet<String> {
         self.target_group_arns.clone().unwrap_or_default()
