@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_ec2::types::{Filter, Image, Instance, InstanceStateName, RouteTable, SecurityGroup, Subnet, Volume, VolumeState, VpcEndpoint};
 use tokio_util::sync::CancellationToken;
 
-use super::wait::{wait_until, Status, WaitError};
+use super::wait::{wait_until, During, Status, WaitError};
 use super::{AwsClients, AwsError, OpExt};
 
 /// Volume `id` unless it does not exist or is deleted.
@@ -96,7 +96,7 @@ pub async fn wait_instance(cancel: &CancellationToken, aws: &AwsClients, id: &st
         })
     })
     .await
-    .map_err(|e| format!("waiting for {id} to be {}: {e}", want.as_str()))
+    .during(format_args!("waiting for {id} to be {}", want.as_str()))
 }
 
 /// Terminates the instances `ids` in one call and waits until each is terminated.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, LoadBalancerStateEnum, Tag, TargetDescription, TargetHealthStateEnum};
 use tokio_util::sync::CancellationToken;
 
-use super::wait::{wait_until, Status};
+use super::wait::{wait_until, During, Status};
 use super::{tags, AwsClients, AwsError, OpExt};
 
 /// How to find a load balancer.
@@ -41,7 +41,7 @@ pub async fn wait_load_balancer_active(cancel: &CancellationToken, aws: &AwsClie
         })
     })
     .await
-    .map_err(|e| format!("waiting for load balancer {arn} to become active: {e}"))
+    .during(format_args!("waiting for load balancer {arn} to become active"))
 }
 
 /// Waits until load balancer `arn` is gone.
@@ -53,7 +53,7 @@ pub async fn wait_load_balancer_deleted(cancel: &CancellationToken, aws: &AwsCli
         })
     })
     .await
-    .map_err(|e| format!("waiting for load balancer {arn} to be deleted: {e}"))
+    .during(format_args!("waiting for load balancer {arn} to be deleted"))
 }
 
 pub fn to_elb(t: &BTreeMap<String, String>) -> Vec<Tag> {
@@ -111,7 +111,7 @@ pub async fn deregister_and_drain(cancel: &CancellationToken, aws: &AwsClients, 
             })
         })
         .await
-        .map_err(|e| format!("draining {instance} from {tg}: {e}"))?;
+        .during(format_args!("draining {instance} from {tg}"))?;
     }
     Ok(())
 }
@@ -133,7 +133,7 @@ pub async fn wait_targets_healthy(cancel: &CancellationToken, aws: &AwsClients, 
             Ok(Status::Done(()))
         })
         .await
-        .map_err(|e| format!("waiting for healthy targets in {tg}: {e}"))?;
+        .during(format_args!("waiting for healthy targets in {tg}"))?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_sdk_route53::types::{ChangeBatch, ChangeStatus, ResourceRecordSet, RrType};
 use tokio_util::sync::CancellationToken;
 
-use super::wait::{wait_until, Status};
+use super::wait::{wait_until, During, Status};
 use super::{AwsClients, AwsError, OpExt};
 
 /// Up to `max` record sets of `zone`, starting at (`name`, `ty`) (Route 53 lists by name, then type).
@@ -36,5 +36,5 @@ pub async fn change_and_wait(cancel: &CancellationToken, aws: &AwsClients, zone:
         })
     })
     .await
-    .map_err(|e| format!("waiting for change {id} to be INSYNC: {e}"))
+    .during(format_args!("waiting for change {id} to be INSYNC"))
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Filter, IpPermission, ResourceType, SecurityGroup};
 use tokio_util::sync::CancellationToken;
 
-use super::wait::{wait_until, Status};
+use super::wait::{wait_until, During, Status};
 use super::{tags, AwsClients, OpExt};
 
 /// The group named `name` in `vpc_id` (left by an interrupted apply, or made by this one), with `wanted_tags`:
@@ -108,5 +108,5 @@ pub async fn delete(cancel: &CancellationToken, aws: &AwsClients, id: &str, time
         }
     })
     .await
-    .map_err(|e| format!("deleting security group {id}: {e}"))
+    .during(format_args!("deleting security group {id}"))
 }

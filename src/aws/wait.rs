@@ -48,6 +48,18 @@ impl std::fmt::Display for WaitError {
     }
 }
 
+/// `.during("waiting for vol-1 to attach")?` on a wait's result: the failed wait as text that says what was being
+/// waited for, as `.op()` names a failed AWS call.
+pub trait During<T> {
+    fn during(self, what: impl std::fmt::Display) -> Result<T, String>;
+}
+
+impl<T> During<T> for Result<T, WaitError> {
+    fn during(self, what: impl std::fmt::Display) -> Result<T, String> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
 /// Polls `status` until it returns `Done`, backing off from `FIRST_POLL_INTERVAL` to `MAX_POLL_INTERVAL`.
 pub async fn wait_until<T, F, Fut>(cancel: &CancellationToken, timeout: Duration, mut status: F) -> Result<T, WaitError>
 where

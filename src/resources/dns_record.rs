@@ -195,7 +195,7 @@ impl Resource for DnsRecord {
                 return None;
             }
         }
-        self.apply(ctx, aws, &spec, planned, false, timeouts::get(planned, "create", CHANGE_TIMEOUT), &what, diags).await
+        self.apply(ctx, aws, Apply { spec: &spec, planned, had_aaaa: false, timeout: timeouts::get(planned, "create", CHANGE_TIMEOUT), what: &what }, diags).await
     }
 
     async fn read(&self, ctx: &Ctx, state: &Value, private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
@@ -217,7 +217,7 @@ impl Resource for DnsRecord {
         let spec: Spec = decode(&planned.without_unknowns()).map_err(|d| diags.push(d)).ok()?;
         let had_aaaa = prior.get("ipv6").as_bool() == Some(true);
         let what = format!("updating Route 53 record ({})", spec.name);
-        self.apply(ctx, aws, &spec, planned, had_aaaa, timeouts::get(planned, "update", CHANGE_TIMEOUT), &what, diags).await
+        self.apply(ctx, aws, Apply { spec: &spec, planned, had_aaaa, timeout: timeouts::get(planned, "update", CHANGE_TIMEOUT), what: &what }, diags).await
     }
 
     async fn delete(&self, ctx: &Ctx, prior: &Value, _private: &Private, diags: &mut Diagnostics) {
@@ -272,10 +272,20 @@ impl Resource for DnsRecord {
     }
 }
 
+/// What a create or update applies: the spec and the plan it was decoded from, whether the prior state had an AAAA
+/// record, the timeout, and what the apply is doing, for errors.
+struct Apply<'a> {
+    spec: &'a Spec,
+    planned: &'a Value,
+    had_aaaa: bool,
+    timeout: Duration,
+    what: &'a str,
+}
+
 impl DnsRecord {
     /// UPSERTs the A (and AAAA) alias, removes an AAAA no longer wanted, waits INSYNC and reads the result back.
-    #[allow(clippy::too_many_arguments)]
-    async fn apply(&self, ctx: &Ctx, aws: &AwsClients, spec: &Spec, planned: &Value, had_aaaa: bool, timeout: Duration, what: &str, diags: &mut Diagnostics) -> Option<ResourceState> {
+    async fn apply(&self, ctx: &Ctx, aws: &AwsClients, apply: Apply<'_>, diags: &mut Diagnostics) -> Option<ResourceState> {
+        let Apply { spec, planned, had_aaaa, timeout, what } = apply;
         let mut changes = Vec::new();
         let build = |action: ChangeAction, ty: RrType| alias_record(spec, ty).and_then(|r| change_of(action, r));
         let wanted = [Some(build(ChangeAction::Upsert, RrType::A)), spec.ipv6.then(|| build(ChangeAction::Upsert, RrType::Aaaa))];

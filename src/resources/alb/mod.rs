@@ -2,6 +2,8 @@
 //! health check, HTTPS listener and HTTP→HTTPS redirect — importable and listable for `terraform query`.
 
 mod converge;
+mod import;
+mod list;
 mod listeners;
 mod load_balancer;
 mod observe;
@@ -14,21 +16,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio_util::sync::CancellationToken;
 
-use crate::aws::wait::{wait_until, Status};
-use crate::aws::{ec2, tags, AwsClients, OpExt};
+use crate::aws::{ec2, AwsClients};
 use crate::framework::decode::decode;
 use crate::framework::private::Private;
-use crate::framework::resource::{ListResult, PlanRequest};
+use crate::framework::resource::PlanRequest;
 use crate::framework::schema::{Attribute, Block, IdentityAttribute, IdentitySchema, NestedBlock, Schema, Validator};
 use crate::framework::value::{Type, Value};
 use crate::framework::{timeouts, validate};
-use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, ListResource, Resource, ResourceState};
+use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, Resource, ResourceState};
 use crate::object;
 
 use self::converge::{converge, Spec};
-use self::observe::{observe, Observed};
+use self::observe::{observe, read_back, salvage, ReadBack};
 use self::teardown::{remnants, tear_down, tear_down_remnants, Remnants};
 use crate::aws::elbv2::{find_load_balancer, Lookup};
 use super::planned_tags_all;
@@ -39,14 +39,14 @@ pub const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 pub const HEALTH_CHECK_PATH: &str = "/console/api/ping";
 const HEALTH_CHECK_INTERVAL: i64 = 15;
 const HEALTH_CHECK_TIMEOUT: i64 = 5;
-/// How long a read right after a change waits for AWS to show what it just made.
-const READ_BACK_TIMEOUT: Duration = Duration::from_secs(120);
 const CREATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const OPEN_CIDRS: &[&str] = &["0.0.0.0/0", "::/0"];
 
 pub struct Alb;
+
+pub use self::list::list_resource;
 
 fn alb_name() -> Validator {
     Arc::new(|v: &Value, p: &AttrPath, d: &mut Diagnostics| {
@@ -310,10 +310,10 @@ impl Resource for Alb {
             Ok(c) => c,
             Err(e) => {
                 diags.error(format!("Error creating ALB ({})", spec.name), e);
-                return self.salvage(&ctx.cancel, aws, &spec.name, planned, diags).await;
+                return salvage(&ctx.cancel, aws, &spec.name, planned, diags).await;
             }
         };
-        self.read_back(&ctx.cancel, aws, &done.lb_arn, Some(&done.target_group_arn), planned, &format!("creating ALB ({})", spec.name), diags).await
+        read_back(&ctx.cancel, aws, ReadBack { arn: &done.lb_arn, target_group: Some(&done.target_group_arn), base: planned, what: &format!("creating ALB ({})", spec.name) }, diags).await
     }
 
     async fn read(&self, ctx: &Ctx, state: &Value, private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
@@ -357,10 +357,10 @@ impl Resource for Alb {
             }
         };
         match converge(&ctx.cancel, aws, &spec, current.as_ref(), timeout).await {
-            Ok(done) => self.read_back(&ctx.cancel, aws, &done.lb_arn, Some(&done.target_group_arn), planned, &what, diags).await,
+            Ok(done) => read_back(&ctx.cancel, aws, ReadBack { arn: &done.lb_arn, target_group: Some(&done.target_group_arn), base: planned, what: &what }, diags).await,
             Err(e) => {
                 diags.error(format!("Error {what}"), e);
-                self.read_back(&ctx.cancel, aws, &arn, prior.get("target_group_arn").as_str(), prior, &what, diags).await
+                read_back(&ctx.cancel, aws, ReadBack { arn: &arn, target_group: prior.get("target_group_arn").as_str(), base: prior, what: &what }, diags).await
             }
         }
     }
@@ -399,34 +399,11 @@ impl Resource for Alb {
     }
 
     async fn import(&self, ctx: &Ctx, id: &str, identity: Option<&Value>, diags: &mut Diagnostics) -> Option<ResourceState> {
-        let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
-        let id = identity.and_then(|i| i.get("arn").as_str()).unwrap_or(id).trim().to_string();
-        let lookup = if id.starts_with("arn:") { Lookup::Arn(&id) } else { Lookup::Name(&id) };
-        let lb = match find_load_balancer(aws, lookup).await {
-            Ok(Some(lb)) => lb,
-            Ok(None) => {
-                diags.error(format!("Cannot import ALB {id:?}"), format!("no load balancer with that ARN or name in {}; give the ARN or the name of an Application Load Balancer.", aws.region));
-                return None;
-            }
-            Err(e) => {
-                diags.error(format!("Error importing ALB ({id})"), e);
-                return None;
-            }
-        };
-        match observe(aws, lb, None).await {
-            Ok(o) => Some(resource_state(observe::state(&Value::Null, &o, aws))),
-            Err(e) => {
-                diags.error(format!("Error importing ALB ({id})"), e);
-                None
-            }
-        }
+        import::import(ctx, id, identity, diags).await
     }
 }
 
 impl Alb {
-    /// Reads the converged load balancer into state.
-    /// Reads the converged load balancer into state. Objects made a moment ago may not be visible yet (eventual
-    /// consistency): the read is repeated until the load balancer and the target group it forwards to are seen.
     /// The read of a resource whose load balancer is gone: gone too when nothing it owned is left; otherwise kept,
     /// with what is gone empty, so a plan replaces it (`modify_plan`) and a destroy deletes what is left.
     async fn read_remnants(&self, aws: &AwsClients, arn: &str, state: &Value, private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
@@ -447,122 +424,8 @@ impl Alb {
             }
         }
     }
-
-    async fn read_back(&self, cancel: &CancellationToken, aws: &AwsClients, arn: &str, tg: Option<&str>, base: &Value, what: &str, diags: &mut Diagnostics) -> Option<ResourceState> {
-        let result = wait_until(cancel, READ_BACK_TIMEOUT, || async {
-            let Some(lb) = find_load_balancer(aws, Lookup::Arn(arn)).await? else { return Ok(Status::Pending(format!("load balancer {arn} not visible yet"))) };
-            let o = observe(aws, lb, tg).await?;
-            Ok(if tg.is_some() && o.target_group.is_none() { Status::Pending("target group not visible yet".into()) } else { Status::Done(o) })
-        })
-        .await;
-        match result {
-            Ok(o) => Some(resource_state(observe::state(base, &o, aws))),
-            Err(e) => {
-                diags.error(format!("Error {what}: reading it back"), e.to_string());
-                None
-            }
-        }
-    }
-
-    /// After a failed create: if the load balancer exists, record it (tainted) so nothing is orphaned.
-    async fn salvage(&self, cancel: &CancellationToken, aws: &AwsClients, name: &str, planned: &Value, diags: &mut Diagnostics) -> Option<ResourceState> {
-        let lb = find_load_balancer(aws, Lookup::Name(name)).await.ok().flatten()?;
-        let o: Observed = observe(aws, lb, None).await.ok()?;
-        if o.lb_tags.get(tags::OWNER_ALB).map(String::as_str) != Some(name) {
-            return None;
-        }
-        let mut d = Diagnostics::new();
-        let state = self.read_back(cancel, aws, o.arn(), None, planned, "recording the partly created ALB", &mut d).await;
-        diags.extend(d);
-        state
-    }
-}
-
-/// `terraform query` support: lists Application Load Balancers, filtered by name prefix and tags.
-pub struct AlbList;
-
-#[async_trait]
-impl ListResource for AlbList {
-    fn type_name(&self) -> &'static str {
-        TYPE_NAME
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(
-            Block::new()
-                .description("Finds Application Load Balancers to adopt with `terraform query -generate-config-out`.")
-                .attr(Attribute::string("name_prefix").optional().description("Only load balancers whose name starts with this."))
-                .attr(Attribute::new("tags", Type::map(Type::String)).optional().description("Only load balancers carrying all these tags.")),
-        )
-    }
-
-    async fn list(&self, ctx: &Ctx, config: &Value, include_object: bool, limit: usize, diags: &mut Diagnostics) -> Vec<ListResult> {
-        let Ok(aws) = ctx.meta::<AwsClients>().map_err(|d| diags.push(d)) else { return vec![] };
-        let prefix = config.get("name_prefix").as_str().unwrap_or_default().to_string();
-        let wanted: std::collections::BTreeMap<String, String> = decode(config.get("tags")).unwrap_or_default();
-        let mut all = Vec::new();
-        let mut marker = None;
-        loop {
-            let page = match aws.elbv2.describe_load_balancers().set_marker(marker).send().await.op("ELBv2 DescribeLoadBalancers", "") {
-                Ok(p) => p,
-                Err(e) => {
-                    diags.error("Listing load balancers", e);
-                    return vec![];
-                }
-            };
-            all.extend(page.load_balancers().iter().filter(|lb| lb.r#type().map(|t| t.as_str()) == Some("application") && lb.load_balancer_name().unwrap_or_default().starts_with(&prefix)).cloned());
-            marker = page.next_marker().map(str::to_string);
-            if marker.is_none() {
-                break;
-            }
-        }
-        if !wanted.is_empty() {
-            let mut keep = BTreeSet::new();
-            for chunk in all.chunks(20) {
-                let arns: Vec<String> = chunk.iter().filter_map(|l| l.load_balancer_arn().map(str::to_string)).collect();
-                match aws.elbv2.describe_tags().set_resource_arns(Some(arns)).send().await.op("ELBv2 DescribeTags", "") {
-                    Ok(out) => {
-                        for d in out.tag_descriptions() {
-                            let has = |k: &String, v: &String| d.tags().iter().any(|t| t.key() == Some(k) && t.value() == Some(v));
-                            if wanted.iter().all(|(k, v)| has(k, v)) {
-                                keep.insert(d.resource_arn().unwrap_or_default().to_string());
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        diags.error("Listing load balancers", e);
-                        return vec![];
-                    }
-                }
-            }
-            all.retain(|l| keep.contains(l.load_balancer_arn().unwrap_or_default()));
-        }
-        all.truncate(limit);
-        let mut results = Vec::new();
-        for lb in all {
-            let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
-            let name = lb.load_balancer_name().unwrap_or_default().to_string();
-            let object = if include_object {
-                match observe(aws, lb, None).await {
-                    Ok(o) => Some(observe::state(&Value::Null, &o, aws)),
-                    Err(e) => {
-                        diags.push(Diagnostic::warning(format!("Reading ALB {name}"), e));
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            results.push(ListResult { identity: identity_value(&arn), display_name: name, object });
-        }
-        results
-    }
 }
 
 pub fn resource() -> Arc<dyn Resource> {
     Arc::new(Alb)
-}
-
-pub fn list_resource() -> Arc<dyn ListResource> {
-    Arc::new(AlbList)
 }

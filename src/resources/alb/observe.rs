@@ -1,15 +1,25 @@
 //! Reading a `dify_alb` from AWS: the load balancer and everything it owns, in as few calls as possible, and the
-//! Terraform state those objects describe.
+//! Terraform state those objects describe, including the read right after a change (`read_back`, `salvage`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use aws_sdk_ec2::types::SecurityGroup;
 use aws_sdk_elasticloadbalancingv2::types::{ActionTypeEnum, Listener, LoadBalancer, LoadBalancerSchemeEnum, ProtocolEnum, TargetGroup};
+use tokio_util::sync::CancellationToken;
 
+use crate::aws::elbv2::{find_load_balancer, Lookup};
+use crate::aws::wait::{wait_until, Status};
 use crate::aws::{ec2, errors, tags, AwsClients, OpExt};
 use crate::framework::timeouts;
 use crate::framework::value::Value;
+use crate::framework::{Diagnostics, ResourceState};
 use crate::object;
+
+use super::resource_state;
+
+/// How long a read right after a change waits for AWS to show what it just made.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub const HTTPS_PORT: i32 = 443;
 pub const HTTP_PORT: i32 = 80;
@@ -229,4 +239,45 @@ pub fn state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
         "http_listener_arn" => o.http.as_ref().and_then(|l| l.listener_arn()).map(Value::string).unwrap_or(Value::Null),
         "timeouts" => base.get(timeouts::BLOCK_NAME).clone(),
     }
+}
+
+/// A read right after a change: the load balancer, the target group it should forward to (when one is expected),
+/// the plan or prior state the state is built on, and what the apply was doing, for the error.
+pub struct ReadBack<'a> {
+    pub arn: &'a str,
+    pub target_group: Option<&'a str>,
+    pub base: &'a Value,
+    pub what: &'a str,
+}
+
+/// Reads the converged load balancer into state. Objects made a moment ago may not be visible yet (eventual
+/// consistency): the read is repeated until the load balancer and the target group it forwards to are seen.
+pub async fn read_back(cancel: &CancellationToken, aws: &AwsClients, target: ReadBack<'_>, diags: &mut Diagnostics) -> Option<ResourceState> {
+    let ReadBack { arn, target_group: tg, base, what } = target;
+    let result = wait_until(cancel, READ_BACK_TIMEOUT, || async {
+        let Some(lb) = find_load_balancer(aws, Lookup::Arn(arn)).await? else { return Ok(Status::Pending(format!("load balancer {arn} not visible yet"))) };
+        let o = observe(aws, lb, tg).await?;
+        Ok(if tg.is_some() && o.target_group.is_none() { Status::Pending("target group not visible yet".into()) } else { Status::Done(o) })
+    })
+    .await;
+    match result {
+        Ok(o) => Some(resource_state(state(base, &o, aws))),
+        Err(e) => {
+            diags.error(format!("Error {what}: reading it back"), e.to_string());
+            None
+        }
+    }
+}
+
+/// After a failed create: if the load balancer exists, record it (tainted) so nothing is orphaned.
+pub async fn salvage(cancel: &CancellationToken, aws: &AwsClients, name: &str, planned: &Value, diags: &mut Diagnostics) -> Option<ResourceState> {
+    let lb = find_load_balancer(aws, Lookup::Name(name)).await.ok().flatten()?;
+    let o: Observed = observe(aws, lb, None).await.ok()?;
+    if o.lb_tags.get(tags::OWNER_ALB).map(String::as_str) != Some(name) {
+        return None;
+    }
+    let mut d = Diagnostics::new();
+    let state = read_back(cancel, aws, ReadBack { arn: o.arn(), target_group: None, base: planned, what: "recording the partly created ALB" }, &mut d).await;
+    diags.extend(d);
+    state
 }

@@ -1,16 +1,26 @@
 //! Resource `dify_ec2_stack`: Dify's compute — instances, launch template, security group, data-volume attachments
 //! and target registrations as one resource — importable, and refusing topologies that would split Dify's data.
+//!
+//! This file holds the schema, validation and the typed `Spec`; the handlers delegate by job: `plan` (modify_plan),
+//! `observe` (reading AWS back into state), `template` (what instances launch from), `rollout` (converging the
+//! instances), `teardown` (delete) and `import`.
 
 mod egress;
-mod ops;
+mod import;
+mod observe;
+mod plan;
+mod rollout;
+mod teardown;
+mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::Deserialize;
 
-use crate::aws::{ec2, errors, tags, AwsClients, OpExt};
+use crate::aws::{tags, AwsClients};
 use crate::framework::decode::decode;
 use crate::framework::private::Private;
 use crate::framework::resource::PlanRequest;
@@ -18,18 +28,76 @@ use crate::framework::schema::{Attribute, Block, IdentityAttribute, IdentitySche
 use crate::framework::value::{Type, Value};
 use crate::framework::{timeouts, validate};
 use crate::boot;
-use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics, Resource, ResourceState};
+use crate::framework::{AttrPath, Ctx, Diagnostics, Resource, ResourceState};
 use crate::object;
 
-use self::ops::{converge, data_volume_of, observe, read_template, tear_down, Observed, Spec, STACK_TAG, SUBNETS_TAG};
-use super::planned_tags_all;
+use self::observe::{groups_serving, observe, stack_state};
+use self::rollout::Rollout;
+use self::teardown::tear_down;
 
 pub const TYPE_NAME: &str = "dify_ec2_stack";
 const CREATE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
-/// Computed attributes that follow the instances.
-const INSTANCE_LISTS: &[&str] = &["instance_ids", "private_ips", "availability_zones"];
+
+/// Tag carrying an instance's index in the stack.
+pub const INDEX_TAG: &str = "dify:index";
+/// Tag naming the stack an object belongs to.
+pub const STACK_TAG: &str = "dify:stack";
+pub const DATA_DEVICE: &str = "/dev/sdf";
+/// Tag on the launch template recording the stack's `subnet_ids`, so an import by name recovers them.
+pub const SUBNETS_TAG: &str = "dify:subnet-ids";
+
+/// Tag naming the data volume an instance mounts; the boot script reads it from instance metadata.
+pub const DATA_VOLUME_TAG: &str = "dify:data-volume";
+/// Tag naming the image and boot configuration an instance was launched with; a different one means "replace me".
+pub const GENERATION_TAG: &str = "dify:generation";
+
+/// The planned stack, decoded once per apply.
+#[derive(Deserialize, Clone, Debug)]
+pub struct Spec {
+    pub name: String,
+    pub subnet_ids: Vec<String>,
+    pub instance_count: i64,
+    pub instance_type: String,
+    pub ami_id: Option<String>,
+    pub root_volume_size_gb: i64,
+    pub iam_instance_profile: Option<String>,
+    pub key_name: Option<String>,
+    pub app_port: i64,
+    pub alb_security_group_id: Option<String>,
+    pub additional_security_group_ids: Option<BTreeSet<String>>,
+    pub data_volume_ids: Option<Vec<String>>,
+    pub target_group_arns: Option<BTreeSet<String>>,
+    pub wait_for_healthy: Option<bool>,
+    pub dify: Option<boot::DifyConfig>,
+    pub tags_all: Option<BTreeMap<String, String>>,
+    /// The user data the plan rendered (`modify_plan`); absent when the plan could not render it yet.
+    pub rendered_user_data: Option<String>,
+}
+
+impl Spec {
+    pub fn instance_name(&self, index: usize) -> String {
+        if self.instance_count == 1 {
+            self.name.clone()
+        } else {
+            format!("{}-{}", self.name, index + 1)
+        }
+    }
+    pub fn subnet(&self, index: usize) -> &str {
+        &self.subnet_ids[index % self.subnet_ids.len()]
+    }
+    pub fn data_volume(&self, index: usize) -> Option<&str> {
+        self.data_volume_ids.as_ref().and_then(|v| v.get(index)).map(String::as_str)
+    }
+    /// The user data every instance boots with: the one the plan showed, rendered here only when the plan could not.
+    pub fn user_data(&self) -> String {
+        self.rendered_user_data.clone().unwrap_or_else(|| boot::render(&self.dify.clone().unwrap_or_default(), self.app_port))
+    }
+    pub fn target_groups(&self) -> BTreeSet<String> {
+        self.target_group_arns.clone().unwrap_or_default()
+    }
+}
 
 pub struct Ec2Stack;
 
@@ -88,18 +156,6 @@ fn dify_path(attr: &str) -> AttrPath {
     }
 }
 
-/// The boot configuration a planned `dify` block (or its absence) asks for; `None` while parts are unknown.
-fn planned_boot(planned: &Value) -> Option<boot::DifyConfig> {
-    let dify = planned.get("dify");
-    if dify.is_null() {
-        return Some(boot::DifyConfig::default());
-    }
-    if !dify.is_wholly_known() {
-        return None;
-    }
-    decode(dify).ok()
-}
-
 fn identity(name: &str) -> Value {
     object! {"name" => Value::string(name)}
 }
@@ -121,28 +177,6 @@ fn missing_shared_services(config: &Value) -> Vec<&'static str> {
         missing.push("s3_storage");
     }
     missing
-}
-
-/// A stack with no data volume and bundled services keeps Dify's data on root volumes that are deleted with their
-/// instances: a warning at every plan, and a replacement of running instances refused, unless `allow_data_loss`.
-fn check_data_survives(config: &Value, prior: &Value, replacing: bool, diags: &mut Diagnostics) {
-    if !config.get("data_volume_ids").is_null() || !config.get("dify").is_wholly_known() || config.get("allow_data_loss").as_bool() == Some(true) {
-        return;
-    }
-    let local = missing_shared_services(config);
-    if local.is_empty() {
-        return;
-    }
-    let what = format!("with no data_volume_ids, Dify's bundled services ({}) keep their data on the instances' root volumes, which are deleted with the instances", local.join(", "));
-    if replacing && !prior.is_null() {
-        diags.error_at(
-            AttrPath::root("data_volume_ids"),
-            "Replacing the instances would delete Dify's data",
-            format!("this change replaces the instances, and {what}: every workspace, app and upload would be lost. Give each instance a dify_persistent_volume in data_volume_ids (its data then moves onto the volume at the next boot), or set allow_data_loss = true if the data is disposable."),
-        );
-    } else {
-        diags.push(Diagnostic::warning("Dify's data dies with its instances", format!("{what}; any later change to `dify` or `ami_id` replaces them. Give each instance a dify_persistent_volume in data_volume_ids, or set allow_data_loss = true to say the data is disposable.")).at(AttrPath::root("data_volume_ids")));
-    }
 }
 
 #[async_trait]
@@ -235,106 +269,7 @@ impl Resource for Ec2Stack {
     }
 
     async fn modify_plan(&self, ctx: &Ctx, plan: &mut PlanRequest<'_>, diags: &mut Diagnostics) {
-        let aws = ctx.meta::<AwsClients>().ok();
-        let (prior, config) = (plan.prior, plan.config);
-        plan.planned.set("tags_all", planned_tags_all(config, aws));
-        // The provider's default_tags reach the instances too; `tags` was checked at validate.
-        let own = config.get("tags").entries().cloned().unwrap_or_default();
-        for key in plan.planned.get("tags_all").entries().into_iter().flat_map(|m| m.keys()).filter(|k| !own.contains_key(*k)) {
-            if let Some(problem) = tags::metadata_key_problem(key) {
-                diags.push(Diagnostic::error(format!("Invalid key {key:?} in the provider's `default_tags`"), format!("the provider's default_tags put it on the stack's instances: {problem}")).at(AttrPath::root("tags_all").key(key)));
-            }
-        }
-        plan.planned.set("id", plan.planned.get("name").clone());
-        if config.get("wait_for_healthy").is_null() {
-            let v = match plan.planned.get("target_group_arns") {
-                Value::Null => Value::Bool(false),
-                Value::Set(items) => Value::Bool(!items.is_empty()),
-                _ => Value::unknown(),
-            };
-            plan.planned.set("wait_for_healthy", v);
-        }
-        if config.get("iam_instance_profile").is_null() {
-            diags.push(Diagnostic::warning("No iam_instance_profile: Session Manager will not reach the instances", "set iam_instance_profile to a profile with the AmazonSSMManagedInstanceCore policy; the stack opens no SSH port.").at(AttrPath::root("iam_instance_profile")));
-        }
-
-        let count = plan.planned.get("instance_count").as_i64();
-        let configured = plan.planned.clone();
-        let changed = |a: &str| prior.get(a) != configured.get(a);
-        match (planned_boot(&configured), configured.get("app_port").as_i64()) {
-            (Some(c), Some(app_port)) => {
-                if c.url.as_deref().is_some_and(|u| u.starts_with("http://")) {
-                    diags.push(Diagnostic::warning("Dify's URL is plain http://", "Dify's login cookies are then not Secure; serve Dify over https:// (a certificate on the dify_alb).").at(AttrPath::root("dify").attr("url")));
-                }
-                let rendered = boot::render(&c, app_port);
-                plan.planned.set("user_data_sha256", Value::String(boot::sha256_hex(&rendered)));
-                plan.planned.set("rendered_user_data", Value::String(rendered));
-            }
-            _ => {
-                plan.planned.set("user_data_sha256", Value::unknown());
-                plan.planned.set("rendered_user_data", Value::unknown());
-            }
-        }
-        let instances_present = prior.get("instance_ids").elements().map(|e| e.len() as i64);
-        // Instances are replaced (one at a time) when the boot configuration or the image changes.
-        let replaced = prior.get("user_data_sha256") != plan.planned.get("user_data_sha256") || changed("ami_id");
-        let relaid = prior.is_null() || count.is_none() || instances_present != count || changed("instance_count") || replaced;
-        check_data_survives(config, prior, replaced && instances_present.unwrap_or(0) > 0, diags);
-        for attr in INSTANCE_LISTS {
-            let v = if relaid { Value::unknown() } else { prior.get(attr).clone() };
-            plan.planned.set(attr, v);
-        }
-        for attr in ["security_group_id", "launch_template_id"] {
-            let v = if prior.get(attr).is_null() { Value::unknown() } else { prior.get(attr).clone() };
-            plan.planned.set(attr, v);
-        }
-        let user_data_changed = prior.get("user_data_sha256") != plan.planned.get("user_data_sha256");
-        let template_changed = user_data_changed || ["instance_type", "ami_id", "root_volume_size_gb", "iam_instance_profile", "key_name", "additional_security_group_ids"].iter().any(|a| changed(a));
-        // A recreated security group or template (deleted outside Terraform) also makes a new template version.
-        let parts_missing = prior.get("security_group_id").is_null() || prior.get("launch_template_id").is_null();
-        let v = if prior.is_null() || template_changed || parts_missing || prior.get("launch_template_version").is_null() { Value::unknown() } else { prior.get("launch_template_version").clone() };
-        plan.planned.set("launch_template_version", v);
-
-        // Data volumes must be in their instances' zones; subnets that hand out public IPs, or have no way out, get a warning.
-        let Some(aws) = aws else { return };
-        let subnet_ids: Vec<String> = plan.planned.get("subnet_ids").elements().unwrap_or_default().iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
-        let volumes: Vec<Option<String>> = plan.planned.get("data_volume_ids").elements().unwrap_or_default().iter().map(|v| v.as_str().map(str::to_string)).collect();
-        let subnets_known = !subnet_ids.is_empty() && subnet_ids.len() == plan.planned.get("subnet_ids").elements().map(|e| e.len()).unwrap_or(0);
-        if !subnets_known || !(prior.is_null() || changed("subnet_ids") || changed("data_volume_ids")) {
-            return;
-        }
-        let subnets = match ec2::describe_subnets(aws, subnet_ids.clone()).await {
-            Ok(s) => s,
-            Err(e) => return diags.error_at(AttrPath::root("subnet_ids"), "Checking the subnets", e),
-        };
-        egress::check(aws, &subnets, &configured, diags).await;
-        let zone_of: BTreeMap<String, String> = subnets.iter().filter_map(|s| Some((s.subnet_id()?.to_string(), s.availability_zone()?.to_string()))).collect();
-        for s in subnets.iter().filter(|s| s.map_public_ip_on_launch() == Some(true)) {
-            diags.push(Diagnostic::warning(
-                format!("Subnet {} assigns public IPs", s.subnet_id().unwrap_or_default()),
-                "the stack's instances never get one (the launch template disables it), but Dify instances belong in private subnets behind the load balancer.",
-            ).at(AttrPath::root("subnet_ids")));
-        }
-        let known: Vec<String> = volumes.iter().flatten().cloned().collect();
-        if known.is_empty() {
-            return;
-        }
-        let found = match ec2::describe_volumes(aws, known).await {
-            Ok(v) => v,
-            Err(e) => return diags.error_at(AttrPath::root("data_volume_ids"), "Checking the data volumes", e),
-        };
-        for (i, v) in volumes.iter().enumerate() {
-            let Some(v) = v else { continue };
-            let subnet = &subnet_ids[i % subnet_ids.len()];
-            let (Some(vol_zone), Some(subnet_zone)) = (found.iter().find(|f| f.volume_id() == Some(v.as_str())).and_then(|f| f.availability_zone()), zone_of.get(subnet)) else { continue };
-            if vol_zone != subnet_zone {
-                diags.error_at(
-                    AttrPath::root("data_volume_ids").index(i),
-                    format!("Data volume {v} is in {vol_zone}, but instance {} goes to {subnet_zone}", i + 1),
-                    format!("instance {} is placed in subnet {subnet} ({subnet_zone}); EBS volumes attach only within their zone. Create the volume in {subnet_zone}, or reorder subnet_ids.", i + 1),
-                );
-            }
-        }
+        plan::modify_plan(ctx, plan, diags).await
     }
 
     async fn create(&self, ctx: &Ctx, planned: &Value, _config: &Value, diags: &mut Diagnostics) -> Option<ResourceState> {
@@ -349,8 +284,9 @@ impl Resource for Ec2Stack {
                 return None;
             }
         };
-        let result = converge(&ctx.cancel, aws, &spec, &current, &BTreeSet::new(), timeout).await;
-        self.finish(aws, &spec, planned, &Value::Null, result, &format!("creating EC2 stack ({})", spec.name), diags).await
+        let rollout = Rollout { aws, cancel: &ctx.cancel, timeout, spec: &spec, previous_groups: &BTreeSet::new() };
+        let result = rollout.converge(&current).await;
+        rollout.finish(planned, &Value::Null, result, &format!("creating EC2 stack ({})", spec.name), diags).await
     }
 
     async fn read(&self, ctx: &Ctx, state: &Value, _private: &Private, diags: &mut Diagnostics) -> Option<ResourceState> {
@@ -391,8 +327,9 @@ impl Resource for Ec2Stack {
             }
         };
         let previous_groups: BTreeSet<String> = decode(prior.get("target_group_arns")).unwrap_or_default();
-        let result = converge(&ctx.cancel, aws, &spec, &current, &previous_groups, timeout).await;
-        self.finish(aws, &spec, planned, prior, result, &what, diags).await
+        let rollout = Rollout { aws, cancel: &ctx.cancel, timeout, spec: &spec, previous_groups: &previous_groups };
+        let result = rollout.converge(&current).await;
+        rollout.finish(planned, prior, result, &what, diags).await
     }
 
     async fn delete(&self, ctx: &Ctx, prior: &Value, _private: &Private, diags: &mut Diagnostics) {
@@ -411,207 +348,8 @@ impl Resource for Ec2Stack {
     }
 
     async fn import(&self, ctx: &Ctx, id: &str, identity_value: Option<&Value>, diags: &mut Diagnostics) -> Option<ResourceState> {
-        let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
-        let id = identity_value.and_then(|i| i.get("name").as_str()).unwrap_or(id).trim().to_string();
-        let (name_hint, ids): (String, Vec<String>) = if id.starts_with("i-") {
-            (String::new(), id.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-        } else {
-            (id.clone(), vec![])
-        };
-        let o = match observe(aws, &name_hint, &ids, None, None, false).await {
-            Ok(o) => o,
-            Err(e) => {
-                diags.error(format!("Error importing EC2 stack ({id})"), e);
-                return None;
-            }
-        };
-        if o.instances.is_empty() {
-            diags.error(format!("Cannot import EC2 stack {id:?}"), "no instances found: give the stack name (its instances carry the tag dify:stack = name) or a comma-separated list of instance ids (i-aaa,i-bbb).");
-            return None;
-        }
-        let count = o.instances.len();
-        let name = if !name_hint.is_empty() {
-            name_hint
-        } else {
-            let first = o.instances.values().next().map(|i| tags::from_ec2(i.tags())).unwrap_or_default();
-            let n = first.get(STACK_TAG).or_else(|| first.get(tags::NAME)).cloned().unwrap_or_else(|| "dify".into());
-            if count > 1 {
-                n.strip_suffix("-1").map(str::to_string).unwrap_or(n)
-            } else {
-                n
-            }
-        };
-        let mut subnets: Vec<String> = Vec::new();
-        for i in o.instances.values() {
-            if let Some(s) = i.subnet_id() {
-                if !subnets.iter().any(|x| x == s) {
-                    subnets.push(s.to_string());
-                }
-            }
-        }
-        let first = o.instances.values().next();
-        let template = match &o.launch_template_id {
-            Some(lt) => read_template(aws, lt).await.unwrap_or_default(),
-            None => None,
-        };
-        let profile = template
-            .as_ref()
-            .and_then(|t| t.profile.clone())
-            .or_else(|| first.and_then(|i| i.iam_instance_profile()).and_then(|p| p.arn()).and_then(|arn| arn.rsplit('/').next()).map(str::to_string))
-            .map(Value::String)
-            .unwrap_or(Value::Null);
-        let key = template.as_ref().and_then(|t| t.key.clone()).or_else(|| first.and_then(|i| i.key_name()).map(str::to_string)).map(Value::String).unwrap_or(Value::Null);
-        let root_size = template.as_ref().map(|t| t.root_size).filter(|s| *s > 0).unwrap_or(30);
-        let user_data = template.as_ref().and_then(|t| t.user_data.clone()).unwrap_or_else(|| boot::render(&boot::DifyConfig::default(), 80));
-        if let Some(recorded) = o.launch_template_tags.get(SUBNETS_TAG) {
-            subnets = recorded.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-        }
-        let instance_ids: Vec<String> = o.instances.values().filter_map(|i| i.instance_id().map(str::to_string)).collect();
-        let target_groups = match registered_target_groups(aws, &instance_ids).await {
-            Ok(t) => t,
-            Err(e) => {
-                diags.error(format!("Error importing EC2 stack ({id})"), e);
-                return None;
-            }
-        };
-        let base = object! {
-            "name" => Value::string(&name),
-            "subnet_ids" => Value::List(subnets.iter().map(Value::string).collect()),
-            "instance_count" => Value::int(count as i64),
-            "root_volume_size_gb" => Value::int(root_size),
-            "app_port" => Value::int(80),
-            "iam_instance_profile" => profile,
-            "key_name" => key,
-            "target_group_arns" => if target_groups.is_empty() { Value::Null } else { Value::Set(target_groups.iter().map(Value::string).collect()) },
-            "user_data_sha256" => Value::String(boot::sha256_hex(&user_data)),
-            "rendered_user_data" => Value::String(user_data),
-        };
-        Some(ResourceState { state: stack_state(&base, &o, aws), private: Private::default(), identity: Some(identity(&name)) })
+        import::import(ctx, id, identity_value, diags).await
     }
-}
-
-impl Ec2Stack {
-    /// Reads the stack back after a converge; on failure records what exists (the apply reports the error) so
-    /// nothing is orphaned.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(&self, aws: &AwsClients, spec: &Spec, planned: &Value, prior: &Value, result: Result<ops::Converged, String>, what: &str, diags: &mut Diagnostics) -> Option<ResourceState> {
-        // After a failure the instances still run what they ran: keep the prior boot configuration in state, so the
-        // next plan shows (and the next apply retries) the change that did not happen.
-        let mut base = planned.clone();
-        if result.is_err() && !prior.is_null() {
-            for attr in ["rendered_user_data", "user_data_sha256", "launch_template_version", "instance_type"] {
-                base.set(attr, prior.get(attr).clone());
-            }
-        }
-        let planned = &base;
-        let (ids, sg, lt) = match &result {
-            Ok(c) => (c.instance_ids.clone(), Some(c.security_group_id.clone()), Some(c.launch_template_id.clone())),
-            Err(e) => {
-                diags.error(format!("Error {what}"), e.clone());
-                (vec![], None, None)
-            }
-        };
-        match observe(aws, &spec.name, &ids, sg.as_deref(), lt.as_deref(), false).await {
-            Ok(o) if result.is_err() && o.instances.is_empty() && o.security_group.is_none() && o.launch_template_id.is_none() => None,
-            Ok(o) => Some(ResourceState { state: stack_state(planned, &o, aws), private: Private::default(), identity: Some(identity(&spec.name)) }),
-            Err(e) => {
-                diags.error(format!("Error {what}: reading it back"), e);
-                None
-            }
-        }
-    }
-}
-
-/// The target groups any of `instances` is registered with (import only: it reads every target group's health).
-/// The target groups of `groups` every instance of `instances` is registered with (not draining): a group an
-/// instance has left (deregistered outside Terraform) or that is gone drops out, so the plan registers it again. One
-/// DescribeTargetHealth per group; none without instances.
-async fn groups_serving(aws: &AwsClients, groups: &BTreeSet<String>, instances: &[String]) -> Result<BTreeSet<String>, String> {
-    if instances.is_empty() {
-        return Ok(groups.clone());
-    }
-    let mut kept = BTreeSet::new();
-    for tg in groups {
-        let Some(health) = errors::found(aws.elbv2.describe_target_health().target_group_arn(tg).send().await.op("ELBv2 DescribeTargetHealth", tg))? else { continue };
-        let registered = |id: &str| {
-            health.target_health_descriptions().iter().any(|d| {
-                d.target().and_then(|t| t.id()) == Some(id) && d.target_health().and_then(|h| h.state()) != Some(&aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum::Draining)
-            })
-        };
-        if instances.iter().all(|i| registered(i)) {
-            kept.insert(tg.clone());
-        }
-    }
-    Ok(kept)
-}
-
-async fn registered_target_groups(aws: &AwsClients, instances: &[String]) -> Result<BTreeSet<String>, String> {
-    let mut found = BTreeSet::new();
-    let mut marker = None;
-    loop {
-        let page = aws.elbv2.describe_target_groups().set_marker(marker).send().await.op("ELBv2 DescribeTargetGroups", "")?;
-        for tg in page.target_groups() {
-            let Some(arn) = tg.target_group_arn() else { continue };
-            let health = aws.elbv2.describe_target_health().target_group_arn(arn).send().await.op("ELBv2 DescribeTargetHealth", "")?;
-            if health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()).is_some_and(|id| instances.iter().any(|i| i == id))) {
-                found.insert(arn.to_string());
-            }
-        }
-        marker = page.next_marker().map(str::to_string);
-        if marker.is_none() {
-            return Ok(found);
-        }
-    }
-}
-
-/// State from what AWS holds; `base` (plan, prior state or import skeleton) supplies configuration-only values.
-fn stack_state(base: &Value, o: &Observed, aws: &AwsClients) -> Value {
-    let list = |f: &dyn Fn(&aws_sdk_ec2::types::Instance) -> Option<String>| Value::List(o.instances.values().map(|i| f(i).map(Value::String).unwrap_or(Value::Null)).collect());
-    let first = o.instances.values().next();
-    let all_tags = first.map(|i| tags::from_ec2(i.tags())).unwrap_or_default();
-    let visible = tags::user_visible(&all_tags);
-    let visible: BTreeMap<String, String> = visible.into_iter().filter(|(k, _)| !k.starts_with("aws:")).collect();
-    let (own_tags, tags_all) = super::state_tags(base, &visible, aws);
-    let port = base.get("app_port").as_i64().unwrap_or(80) as i32;
-    let alb_sg = o.security_group.as_ref().and_then(|sg| {
-        sg.ip_permissions().iter().filter(|p| p.from_port() == Some(port)).flat_map(|p| p.user_id_group_pairs()).find_map(|g| g.group_id().map(str::to_string))
-    });
-    let volumes: Vec<Option<String>> = o.instances.values().map(data_volume_of).collect();
-    let data_volume_ids = if volumes.iter().all(Option::is_none) && base.get("data_volume_ids").is_null() {
-        Value::Null
-    } else {
-        Value::List(volumes.into_iter().map(|v| v.map(Value::String).unwrap_or(Value::Null)).collect())
-    };
-    let mut state = base.clone();
-    if state.is_null() {
-        state = Value::Object(BTreeMap::new());
-    }
-    let name = base.get("name").clone();
-    let set = |s: &mut Value, k: &str, v: Value| s.set(k, v);
-    set(&mut state, "id", name);
-    set(&mut state, "instance_ids", list(&|i| i.instance_id().map(str::to_string)));
-    set(&mut state, "private_ips", list(&|i| i.private_ip_address().map(str::to_string)));
-    set(&mut state, "availability_zones", list(&|i| i.placement().and_then(|p| p.availability_zone()).map(str::to_string)));
-    if let Some(i) = first {
-        set(&mut state, "instance_type", i.instance_type().map(|t| Value::string(t.as_str())).unwrap_or(Value::Null));
-        set(&mut state, "ami_id", i.image_id().map(Value::string).unwrap_or(Value::Null));
-    }
-    if base.get("instance_type").is_null() && first.is_none() {
-        set(&mut state, "instance_type", Value::string("t3.medium"));
-    }
-    set(&mut state, "alb_security_group_id", alb_sg.map(Value::String).unwrap_or(Value::Null));
-    set(&mut state, "data_volume_ids", data_volume_ids);
-    set(&mut state, "security_group_id", o.security_group.as_ref().and_then(|g| g.group_id()).map(Value::string).unwrap_or(Value::Null));
-    set(&mut state, "launch_template_id", o.launch_template_id.clone().map(Value::String).unwrap_or(Value::Null));
-    set(&mut state, "launch_template_version", o.launch_template_version.map(Value::int).unwrap_or(Value::Null));
-    set(&mut state, "tags", own_tags);
-    set(&mut state, "tags_all", tags_all);
-    if state.get("wait_for_healthy").is_null() || state.get("wait_for_healthy").is_unknown() {
-        let has_groups = state.get("target_group_arns").elements().is_some_and(|e| !e.is_empty());
-        set(&mut state, "wait_for_healthy", Value::Bool(has_groups));
-    }
-    // Anything still unknown (a failed apply) is recorded as null.
-    state.without_unknowns()
 }
 
 pub fn resource() -> Arc<dyn Resource> {
