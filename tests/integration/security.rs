@@ -128,7 +128,10 @@ async fn every_resource_example_applies_and_passes_the_secrets_audit() {
             .replace("Z0123456789ABCDEFGHIJ", &zone)
             // The example protects production; the test needs to clean up.
             .replace("deletion_protection = true", "deletion_protection = false");
-        let ws = Workspace::new(&moto, &format!("terraform {{\n  required_providers {{\n    dify = {{ source = \"NAMESPACE/dify\" }}\n  }}\n}}\nprovider \"dify\" {{\n  region = \"{EXAMPLE_REGION}\"\n}}\n{text}"))
+        // Through the AWS proxy: it answers Data Lifecycle Manager (the volume example's backup schedule) itself,
+        // as moto has no DLM, and forwards everything else to the emulator.
+        let proxy = crate::proxy::AwsProxy::start(&moto.endpoint());
+        let ws = Workspace::via(&proxy.endpoint(), &format!("terraform {{\n  required_providers {{\n    dify = {{ source = \"NAMESPACE/dify\" }}\n  }}\n}}\nprovider \"dify\" {{\n  region = \"{EXAMPLE_REGION}\"\n}}\n{text}"))
             .env("TF_LOG_PROVIDER", "DEBUG");
         if text.contains("dify-volumes.img") {
             // A small raw image with a little data in it.
