@@ -125,7 +125,7 @@ fn dify_block() -> NestedBlock {
     NestedBlock::single(
         "dify",
         Block::new()
-            .description("How Dify runs on the instances: rendered into cloud-init user data (see `rendered_user_data`). No secret passes through it: the instances generate Dify's secrets on first boot and keep them on the data volume, and read external service passwords from Secrets Manager. A change replaces the instances one at a time, moving the data volume (see the upgrade guide).")
+            .description("How Dify runs on the instances: rendered into cloud-init user data (see `rendered_user_data`). No secret passes through it: the instances generate Dify's secrets on first boot and keep them on the data volume, and read external service passwords from Secrets Manager. A change replaces the instances one at a time, moving the data volume after a snapshot of it (`snapshot_before_replace`; see the upgrade guide).")
             .attr(Attribute::string("version").required().description("Dify release tag whose Compose files are used, such as `1.13.3` (never the moving main branch); with `release_url`, the release its tarball holds.").validate(validate::not_blank()))
             .attr(Attribute::string("url").optional().description("Dify's public URL; sets CONSOLE_WEB_URL, CONSOLE_API_URL, APP_WEB_URL, APP_API_URL, SERVICE_API_URL and FILES_URL consistently. `http://` gets a warning: login cookies are then not Secure."))
             .attr(Attribute::string("vector_store").default(Value::string("weaviate")).description("Dify's VECTOR_STORE.").validate(validate::one_of(boot::VECTOR_STORES)))
