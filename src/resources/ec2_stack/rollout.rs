@@ -203,10 +203,11 @@ impl Rollout<'_> {
     }
 
     /// Replaces instance `old` at `index` with one of the wanted generation without ever exposing the mounted data
-    /// volume to two machines: deregister and drain → stop old → detach (wait `available`) → launch new in the same
-    /// subnet → attach → register → wait healthy → terminate old. If a step after the detach fails, the new instance
-    /// is terminated, the volume goes back to the old one, which is started and registered again, and the error names
-    /// the step. A rerun after an interruption finishes from what the tags show (see `retire_superseded`).
+    /// volume to two machines: deregister and drain → stop old → snapshot the data volume (`snapshot_before_replace`)
+    /// → detach (wait `available`) → launch new in the same subnet → attach → register → wait healthy → terminate
+    /// old. A failed snapshot starts the old instance again before anything is detached. If a step after the detach
+    /// fails, the new instance is terminated, the volume goes back to the old one, which is started and registered
+    /// again, and the error names the step. A rerun after an interruption finishes from what the tags show (see `retire_superseded`).
     async fn replace(&self, from: &LaunchFrom, index: usize, old: &Instance) -> Result<String, String> {
         let (aws, spec, cancel, timeout) = (self.aws, self.spec, self.cancel, self.timeout);
         let old_id = id_of(old);
