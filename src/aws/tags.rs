@@ -18,6 +18,10 @@ pub const CREATE_TOKEN: &str = "dify:create-token";
 pub const OWNER_ALB: &str = "dify:alb";
 /// On a final snapshot: the volume it was taken of.
 pub const FINAL_SNAPSHOT_OF: &str = "dify:final-snapshot-of";
+/// On a snapshot a `dify_ec2_stack` took of a data volume: the volume it was taken of.
+pub const SNAPSHOT_OF: &str = "dify:snapshot-of";
+/// On a snapshot a `dify_ec2_stack` took: why (`before-replace`).
+pub const SNAPSHOT_REASON: &str = "dify:reason";
 /// On a volume with a `backup` block: its own id, the tag its Data Lifecycle Manager policy targets.
 pub const BACKUP: &str = "dify:backup";
 /// On a scheduled (DLM) snapshot: the volume it was taken of.

@@ -128,3 +128,105 @@ async fn no_secret_reaches_state_plans_logs_or_user_data_and_managed_keys_are_re
     assert_ne!(out.code, 0);
     assert!(out.flat().contains("dify.env[\"SECRET_KEY\"]") && out.flat().contains("CONSOLE_WEB_URL"), "{}", out.all());
 }
+
+fn versioned_with(extra: &str, version: &str) -> String {
+    format!("{ONE}\n{extra}\n  dify {{\n    version = \"{version}\"\n    url     = \"https://dify.example.com\"\n  }}")
+}
+
+/// The before-replace snapshots of `volume`, newest first.
+async fn before_replace_snapshots(ec2: &aws_sdk_ec2::Client, volume: &str) -> Vec<aws_sdk_ec2::types::Snapshot> {
+    use aws_sdk_ec2::types::Filter;
+    let out = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(Filter::builder().name("tag:dify:snapshot-of").values(volume).build())
+        .filters(Filter::builder().name("tag:dify:reason").values("before-replace").build())
+        .send()
+        .await
+        .unwrap();
+    out.snapshots().to_vec()
+}
+
+fn position(calls: &[String], op: &str) -> usize {
+    calls.iter().position(|c| c == op).unwrap_or_else(|| panic!("no {op} in {calls:?}"))
+}
+
+#[tokio::test]
+async fn an_upgrade_snapshots_the_data_volume_between_stop_and_detach_and_keeps_the_newest() {
+    let moto = Moto::start();
+    let (ec2, net, cert) = setup(&moto).await;
+    let proxy = AwsProxy::start(&moto.endpoint());
+    let keep_one = "  snapshots_to_keep = 1";
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned_with(keep_one, "1.13.3")));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let old = stack_instances(&ec2, "dify-app").await.remove(0);
+    let volume = data_volume(&old).expect("attached");
+    let unrelated = ec2.create_snapshot().volume_id(&volume).description("a manual backup").send().await.unwrap().snapshot_id.unwrap();
+
+    ws.write("main.tf", &config(&net, &cert, &versioned_with(keep_one, "1.14.0")));
+    proxy.clear_calls();
+    let applied = ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let calls: Vec<String> = proxy.calls().into_iter().map(|c| c.operation).collect();
+    let (stop, snapshot, detach) = (position(&calls, "ec2:StopInstances"), position(&calls, "ec2:CreateSnapshot"), position(&calls, "ec2:DetachVolume"));
+    assert!(stop < snapshot && snapshot < detach, "stop, snapshot, then detach: {calls:?}");
+    let first = before_replace_snapshots(&ec2, &volume).await;
+    assert_eq!(first.len(), 1, "one before-replace snapshot");
+    let snap = &first[0];
+    let snap_id = snap.snapshot_id().unwrap().to_string();
+    assert_eq!(snap.volume_id(), Some(volume.as_str()), "of the data volume");
+    let tags: std::collections::BTreeMap<_, _> = snap.tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
+    assert_eq!(tags.get("dify:stack"), Some(&"dify-app"));
+    assert!(tags.get("Name").is_some_and(|n| n.contains("before-replace")), "{tags:?}");
+    assert!(applied.flat().contains(&format!("Pre-replace snapshot {snap_id} of data volume ({volume})")), "the apply reports the snapshot:\n{}", applied.all());
+    ws.assert_no_changes();
+
+    ws.write("main.tf", &config(&net, &cert, &versioned_with(keep_one, "1.15.0")));
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let second = before_replace_snapshots(&ec2, &volume).await;
+    assert_eq!(second.len(), 1, "snapshots_to_keep = 1 keeps only the newest");
+    assert_ne!(second[0].snapshot_id(), Some(snap_id.as_str()), "the older one was deleted");
+    let manual = ec2.describe_snapshots().snapshot_ids(&unrelated).send().await.unwrap();
+    assert_eq!(manual.snapshots().len(), 1, "a snapshot the provider did not take is never deleted");
+}
+
+#[tokio::test]
+async fn a_failed_snapshot_stops_the_replacement_before_the_detach_and_can_be_turned_off() {
+    let moto = Moto::start();
+    let (ec2, net, cert) = setup(&moto).await;
+    let proxy = AwsProxy::start(&moto.endpoint());
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned("1.13.3")));
+    ws.init();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let old = stack_instances(&ec2, "dify-app").await.remove(0);
+    let volume = data_volume(&old).unwrap();
+
+    ws.write("main.tf", &config(&net, &cert, &versioned("1.14.0")));
+    proxy.clear_calls();
+    proxy.add_rule(Rule::Fail { operation: "ec2:CreateSnapshot".into(), status: 403, code: "UnauthorizedOperation".into(), times: 1 });
+    let out = ws.run(&["apply", "-auto-approve", "-input=false"]);
+    assert_ne!(out.code, 0);
+    let flat = out.flat();
+    assert!(flat.contains(&volume) && flat.contains("ec2:CreateSnapshot") && flat.contains("snapshot_before_replace = false"), "{}", out.all());
+    assert_eq!(proxy.count("ec2:DetachVolume"), 0, "nothing was detached");
+    assert_eq!(proxy.count("ec2:RunInstances"), 0, "no replacement was launched");
+    let now = stack_instances(&ec2, "dify-app").await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].instance_id(), old.instance_id());
+    assert_eq!(now[0].state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"), "the old instance serves again");
+    assert_eq!(data_volume(&now[0]).as_deref(), Some(volume.as_str()), "with its data volume");
+
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let done = stack_instances(&ec2, "dify-app").await;
+    assert_ne!(done[0].instance_id(), old.instance_id(), "the rerun replaced it");
+    assert_eq!(data_volume(&done[0]).as_deref(), Some(volume.as_str()));
+    assert_eq!(before_replace_snapshots(&ec2, &volume).await.len(), 1);
+    ws.assert_no_changes();
+
+    ws.write("main.tf", &config(&net, &cert, &versioned_with("  snapshot_before_replace = false", "1.15.0")));
+    proxy.clear_calls();
+    ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    assert_eq!(proxy.count("ec2:CreateSnapshot"), 0, "no snapshot when turned off");
+    assert_eq!(proxy.count("ec2:DetachVolume"), 1, "the volume still moved");
+    assert_eq!(before_replace_snapshots(&ec2, &volume).await.len(), 1);
+}

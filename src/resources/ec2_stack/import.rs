@@ -84,6 +84,8 @@ pub async fn import(ctx: &Ctx, id: &str, identity_value: Option<&Value>, diags: 
         "instance_count" => Value::int(count as i64),
         "root_volume_size_gb" => Value::int(root_size),
         "app_port" => Value::int(80),
+        "snapshot_before_replace" => Value::Bool(true),
+        "snapshots_to_keep" => Value::int(super::snapshot::DEFAULT_SNAPSHOTS_TO_KEEP),
         "iam_instance_profile" => profile,
         "key_name" => key,
         "target_group_arns" => if target_groups.is_empty() { Value::Null } else { Value::Set(target_groups.iter().map(Value::string).collect()) },

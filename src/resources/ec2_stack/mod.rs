@@ -10,6 +10,7 @@ mod import;
 mod observe;
 mod plan;
 mod rollout;
+mod snapshot;
 mod teardown;
 mod template;
 
@@ -72,6 +73,10 @@ pub struct Spec {
     pub wait_for_healthy: Option<bool>,
     pub dify: Option<boot::DifyConfig>,
     pub tags_all: Option<BTreeMap<String, String>>,
+    /// Snapshot a data volume before a replacement moves it (default true).
+    pub snapshot_before_replace: Option<bool>,
+    /// How many pre-replace snapshots of each data volume to keep (default 3).
+    pub snapshots_to_keep: Option<i64>,
     /// The user data the plan rendered (`modify_plan`); absent when the plan could not render it yet.
     pub rendered_user_data: Option<String>,
 }
@@ -120,7 +125,7 @@ fn dify_block() -> NestedBlock {
     NestedBlock::single(
         "dify",
         Block::new()
-            .description("How Dify runs on the instances: rendered into cloud-init user data (see `rendered_user_data`). No secret passes through it: the instances generate Dify's secrets on first boot and keep them on the data volume, and read external service passwords from Secrets Manager. A change replaces the instances one at a time, moving the data volume (see the upgrade guide).")
+            .description("How Dify runs on the instances: rendered into cloud-init user data (see `rendered_user_data`). No secret passes through it: the instances generate Dify's secrets on first boot and keep them on the data volume, and read external service passwords from Secrets Manager. A change replaces the instances one at a time, moving the data volume after a snapshot of it (`snapshot_before_replace`; see the upgrade guide).")
             .attr(Attribute::string("version").required().description("Dify release tag whose Compose files are used, such as `1.13.3` (never the moving main branch); with `release_url`, the release its tarball holds.").validate(validate::not_blank()))
             .attr(Attribute::string("url").optional().description("Dify's public URL; sets CONSOLE_WEB_URL, CONSOLE_API_URL, APP_WEB_URL, APP_API_URL, SERVICE_API_URL and FILES_URL consistently. `http://` gets a warning: login cookies are then not Secure."))
             .attr(Attribute::string("vector_store").default(Value::string("weaviate")).description("Dify's VECTOR_STORE.").validate(validate::one_of(boot::VECTOR_STORES)))
@@ -203,6 +208,8 @@ impl Resource for Ec2Stack {
                 .attr(Attribute::string("alb_security_group_id").optional().description("The load balancer's security group (`dify_alb.security_group_id`), allowed in on `app_port`.").validate(validate::prefixed("sg-")))
                 .attr(Attribute::new("additional_security_group_ids", Type::set(Type::String)).optional().description("More security groups for the instances.").validate(validate::each(validate::prefixed("sg-"))))
                 .attr(Attribute::new("data_volume_ids", Type::list(Type::String)).optional().description("One `dify_persistent_volume` per instance, in order, attached as /dev/sdf and mounted at /opt/dify-data. Each must be in its instance's zone. Never deleted with an instance, never force-detached: a change stops the instance, detaches, waits, attaches and starts it.").validate(validate::each(validate::prefixed("vol-"))))
+                .attr(Attribute::bool("snapshot_before_replace").default(Value::Bool(true)).description("Snapshot each data volume before a replacement moves it (default true): whenever an instance is replaced (a `dify`, `ami_id` or other boot configuration change) or an interrupted replacement is finished, the old instance is stopped, then EC2 CreateSnapshot is called on its data volume, then the volume is detached. The apply does not wait for the snapshot to complete (it is point-in-time at the call) and reports its id in a warning. The snapshot is tagged `dify:snapshot-of = <volume id>`, `dify:reason = before-replace`, `dify:stack` and `tags_all`. If the snapshot cannot be taken, the old instance is started again and the apply fails before anything is detached. A change of `data_volume_ids` (changed in place) and scale-in take no snapshot. Needs `ec2:CreateSnapshot`, `ec2:CreateTags`, `ec2:DescribeSnapshots` and `ec2:DeleteSnapshot`. See the upgrade guide for rolling back to one."))
+                .attr(Attribute::number("snapshots_to_keep").default(Value::int(3)).description("How many pre-replace snapshots of each data volume to keep, 1–100 (default 3). After each new one, older pre-replace snapshots of the same volume (found by the tags `dify:snapshot-of` and `dify:reason = before-replace`, owned by this account) beyond this number are deleted, oldest first. Final snapshots of `dify_persistent_volume` and its scheduled `backup` snapshots are never touched.").validate(validate::int_between(1, 100)))
                 .attr(Attribute::bool("allow_data_loss").optional().description("Say that Dify's data is disposable: with no `data_volume_ids` and bundled services, the data lives on root volumes deleted with the instances, so plans warn, and a change that replaces the instances is refused unless this is true."))
                 .attr(Attribute::new("target_group_arns", Type::set(Type::String)).optional().description("Target groups to register every instance with (`dify_alb.target_group_arn`). Instances are deregistered and drained before they stop. A refresh reads each group's registrations, so an instance deregistered outside Terraform is planned back.").validate(validate::each(validate::prefixed("arn:"))))
                 .attr(Attribute::bool("wait_for_healthy").optional().computed().description("Wait until every target is healthy before the apply returns (default: true when target groups are set); fails at the timeout with the last reason AWS gave."))
@@ -284,7 +291,7 @@ impl Resource for Ec2Stack {
                 return None;
             }
         };
-        let rollout = Rollout { aws, cancel: &ctx.cancel, timeout, spec: &spec, previous_groups: &BTreeSet::new() };
+        let rollout = Rollout { aws, cancel: &ctx.cancel, timeout, spec: &spec, previous_groups: &BTreeSet::new(), warnings: Default::default() };
         let result = rollout.converge(&current).await;
         rollout.finish(planned, &Value::Null, result, &format!("creating EC2 stack ({})", spec.name), diags).await
     }
@@ -327,7 +334,7 @@ impl Resource for Ec2Stack {
             }
         };
         let previous_groups: BTreeSet<String> = decode(prior.get("target_group_arns")).unwrap_or_default();
-        let rollout = Rollout { aws, cancel: &ctx.cancel, timeout, spec: &spec, previous_groups: &previous_groups };
+        let rollout = Rollout { aws, cancel: &ctx.cancel, timeout, spec: &spec, previous_groups: &previous_groups, warnings: Default::default() };
         let result = rollout.converge(&current).await;
         rollout.finish(planned, prior, result, &what, diags).await
     }

@@ -3,6 +3,7 @@
 //! healthy — one instance at a time — and a data volume is only ever detached from a stopped instance.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{AttributeValue, Instance, InstanceStateName, VolumeState};
@@ -12,9 +13,10 @@ use crate::aws::wait::During;
 use crate::aws::{ec2, elbv2, tags, AwsClients, OpExt};
 use crate::framework::private::Private;
 use crate::framework::value::Value;
-use crate::framework::{Diagnostics, ResourceState};
+use crate::framework::{Diagnostic, Diagnostics, ResourceState};
 use crate::log;
 
+use super::snapshot::{prune_before_replace, take_before_replace, DEFAULT_SNAPSHOTS_TO_KEEP};
 use super::observe::{data_volume_of, groups_of, observe, stack_state, tag_of, Observed};
 use super::template::{instance_tags, prepare, run_instance, LaunchFrom};
 use super::{identity, Spec, DATA_DEVICE, GENERATION_TAG};
@@ -33,6 +35,8 @@ pub struct Rollout<'a> {
     pub spec: &'a Spec,
     /// The target groups the instances were registered with (the prior state's; none at create).
     pub previous_groups: &'a BTreeSet<String>,
+    /// Warnings the apply reports whatever its outcome (the pre-replace snapshots taken).
+    pub warnings: Mutex<Vec<Diagnostic>>,
 }
 
 fn id_of(i: &Instance) -> String {
@@ -199,17 +203,31 @@ impl Rollout<'_> {
     }
 
     /// Replaces instance `old` at `index` with one of the wanted generation without ever exposing the mounted data
-    /// volume to two machines: deregister and drain → stop old → detach (wait `available`) → launch new in the same
-    /// subnet → attach → register → wait healthy → terminate old. If a step after the detach fails, the new instance
-    /// is terminated, the volume goes back to the old one, which is started and registered again, and the error names
-    /// the step. A rerun after an interruption finishes from what the tags show (see `retire_superseded`).
+    /// volume to two machines: deregister and drain → stop old → snapshot the data volume (`snapshot_before_replace`)
+    /// → detach (wait `available`) → launch new in the same subnet → attach → register → wait healthy → terminate
+    /// old. A failed snapshot starts the old instance again before anything is detached. If a step after the detach
+    /// fails, the new instance is terminated, the volume goes back to the old one, which is started and registered
+    /// again, and the error names the step. A rerun after an interruption finishes from what the tags show (see `retire_superseded`).
     async fn replace(&self, from: &LaunchFrom, index: usize, old: &Instance) -> Result<String, String> {
         let (aws, spec, cancel, timeout) = (self.aws, self.spec, self.cancel, self.timeout);
         let old_id = id_of(old);
         let groups = spec.target_groups();
         log::info("replacing instance", &[("instance_id", old_id.clone().into()), ("index", (index as u64).into())]);
         elbv2::deregister_and_drain(cancel, aws, self.previous_groups, &old_id, timeout).await?;
-        let released = self.release_volume(old).await?;
+        self.stop_deregistered(old).await?;
+        let released = data_volume_of(old);
+        if let Some(v) = &released {
+            if let Err(e) = self.snapshot_before_move(&old_id, v).await {
+                // Nothing was detached yet: the old instance serves again as it was.
+                let restored = self.serve_again(&old_id).await;
+                let outcome = if restored.is_empty() { format!("{old_id} was started again with {v} attached") } else { restored.join("; ") };
+                return Err(format!(
+                    "replacing instance {} ({old_id}) stopped before detaching {v}: the pre-replace snapshot failed: {e}; {outcome}. Allow ec2:CreateSnapshot and ec2:CreateTags on the volume and snapshots, or set snapshot_before_replace = false to replace without a snapshot",
+                    index + 1
+                ));
+            }
+            self.detach(&old_id, v).await?;
+        }
         // The replacement gets the volume the configuration names (normally the one just released).
         let volume = spec.data_volume(index).map(str::to_string).or_else(|| released.clone());
 
@@ -252,12 +270,7 @@ impl Rollout<'_> {
                         restored.push(format!("re-attaching {v} failed too: {e}"));
                     }
                 }
-                if let Err(e) = self.start(&old_id).await {
-                    restored.push(format!("restarting {old_id} failed too: {e}"));
-                }
-                if let Err(e) = elbv2::register_targets(aws, self.previous_groups, &old_id, spec.app_port).await {
-                    restored.push(format!("registering {old_id} again failed too: {e}"));
-                }
+                restored.extend(self.serve_again(&old_id).await);
                 let outcome = if restored.is_empty() { format!("rolled back: {old_id} has its data volume and serves again") } else { restored.join("; ") };
                 Err(format!("replacing instance {} ({old_id}) failed at {step}: {e}; {outcome}", index + 1))
             }
@@ -274,16 +287,67 @@ impl Rollout<'_> {
         Ok(())
     }
 
-    /// Stops `i` (already deregistered) and detaches its data volume, waiting until the volume is `available`.
+    /// Stops `i` (already deregistered), snapshots its data volume and detaches it, waiting until the volume is
+    /// `available`.
     async fn release_volume(&self, i: &Instance) -> Result<Option<String>, String> {
+        let id = id_of(i);
+        self.stop_deregistered(i).await?;
+        let Some(volume) = data_volume_of(i) else { return Ok(None) };
+        self.snapshot_before_move(&id, &volume).await.map_err(|e| {
+            format!("the pre-replace snapshot of {volume} (on {id}, stopped, still attached) failed: {e}. Allow ec2:CreateSnapshot and ec2:CreateTags, or set snapshot_before_replace = false")
+        })?;
+        self.detach(&id, &volume).await?;
+        Ok(Some(volume))
+    }
+
+    /// Stops `i` (already deregistered) unless it is stopped.
+    async fn stop_deregistered(&self, i: &Instance) -> Result<(), String> {
         let id = id_of(i);
         if !matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Stopped)) {
             self.aws.ec2.stop_instances().instance_ids(&id).send().await.op("EC2 StopInstances", &id)?;
             ec2::wait_instance(self.cancel, self.aws, &id, InstanceStateName::Stopped, self.timeout).await?;
         }
-        let Some(volume) = data_volume_of(i) else { return Ok(None) };
-        self.detach(&id, &volume).await?;
-        Ok(Some(volume))
+        Ok(())
+    }
+
+    /// Before `volume` leaves the stopped instance `id` for good (a replacement or a retirement moves it), snapshot it
+    /// unless `snapshot_before_replace` is false, report the snapshot in a warning, and delete this volume's
+    /// pre-replace snapshots beyond `snapshots_to_keep`. A failed clean-up is a warning, not a failed replacement.
+    async fn snapshot_before_move(&self, id: &str, volume: &str) -> Result<(), String> {
+        if self.spec.snapshot_before_replace == Some(false) {
+            return Ok(());
+        }
+        let snapshot_id = take_before_replace(self.aws, self.spec, id, volume).await?;
+        log::info("pre-replace snapshot", &[("snapshot_id", snapshot_id.clone().into()), ("volume_id", volume.to_string().into())]);
+        let mut warnings = vec![Diagnostic::warning(
+            format!("Pre-replace snapshot {snapshot_id} of data volume ({volume})"),
+            format!(
+                "before moving {volume} off instance {id}, its data was kept in snapshot {snapshot_id} (tagged {}={volume}, {}=before-replace). To roll back, create a volume from it (dify_persistent_volume's snapshot_id) and point data_volume_ids at it; see the upgrade guide.",
+                tags::SNAPSHOT_OF,
+                tags::SNAPSHOT_REASON
+            ),
+        )];
+        let keep = self.spec.snapshots_to_keep.unwrap_or(DEFAULT_SNAPSHOTS_TO_KEEP).max(1) as usize;
+        if let Err(e) = prune_before_replace(self.aws, volume, &snapshot_id, keep).await {
+            warnings.push(Diagnostic::warning(
+                format!("Older pre-replace snapshots of data volume ({volume}) were not deleted"),
+                format!("keeping the newest {keep} (snapshots_to_keep) failed: {e}. Allow ec2:DescribeSnapshots and ec2:DeleteSnapshot, or delete them by hand."),
+            ));
+        }
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).extend(warnings);
+        Ok(())
+    }
+
+    /// Starts the stopped instance `id` and registers it in the groups it served; what failed, if anything.
+    async fn serve_again(&self, id: &str) -> Vec<String> {
+        let mut failed = Vec::new();
+        if let Err(e) = self.start(id).await {
+            failed.push(format!("restarting {id} failed too: {e}"));
+        }
+        if let Err(e) = elbv2::register_targets(self.aws, self.previous_groups, id, self.spec.app_port).await {
+            failed.push(format!("registering {id} again failed too: {e}"));
+        }
+        failed
     }
 
     /// Stops an instance safely: deregistered and drained first.
@@ -327,6 +391,9 @@ impl Rollout<'_> {
             }
         }
         let planned = &base;
+        for warning in self.warnings.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            diags.push(warning);
+        }
         let (ids, sg, lt) = match &result {
             Ok(c) => (c.instance_ids.clone(), Some(c.security_group_id.clone()), Some(c.launch_template_id.clone())),
             Err(e) => {
