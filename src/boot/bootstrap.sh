@@ -5,6 +5,10 @@
 set -euo pipefail
 LOG="${DIFY_LOG:-/var/log/dify-bootstrap.log}"
 exec > >(tee -a "$LOG" | logger -t dify-bootstrap -s 2>"${DIFY_CONSOLE:-/dev/console}") 2>&1
+# systemd stops what is left of the service once this script exits, the log pipe included: drain it first, so the
+# last lines (a failure's reason) reach the console (EC2's console output) and the journal. The exit status is kept.
+LOG_PIPE=$!
+trap 'exec >&- 2>&-; wait "$LOG_PIPE" 2>/dev/null || true' EXIT
 
 SETTINGS="${DIFY_SETTINGS:-/etc/dify/dify.env}"
 SETTINGS_DIR="$(dirname "$SETTINGS")"
