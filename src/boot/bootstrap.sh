@@ -500,7 +500,13 @@ main() {
     write_images_override
     registry_login
   fi
-  docker compose up -d --remove-orphans || fail "docker compose up for Dify $DIFY_VERSION (pulling images from ${DIFY_IMAGE_REGISTRY:-their registries})"
+  if ! docker compose up -d --remove-orphans; then
+    # Docker's restart policy can start a container at the moment Compose does (containerd: "task ... already
+    # exists"), seen after Docker was stopped and started to move data. `up` is idempotent: once more, then fail.
+    echo "dify-bootstrap: docker compose up failed; trying once more in 10 s"
+    sleep 10
+    docker compose up -d --remove-orphans || fail "docker compose up for Dify $DIFY_VERSION (pulling images from ${DIFY_IMAGE_REGISTRY:-their registries})"
+  fi
   echo "dify-bootstrap: Dify $DIFY_VERSION started"
 }
 
