@@ -87,9 +87,19 @@ const DOCKER_DROP_IN: &str = "[Unit]
 RequiresMountsFor=/opt/dify-data
 ";
 
+/// The Secrets Manager secret (by name, known at plan) holding the application secrets every instance of a
+/// multi-instance stack shares: a JSON object, secret name -> value, filled by the instance with `dify:index` 0.
+pub fn shared_secret_name(stack: &str) -> String {
+    format!("dify/{stack}/app-secrets")
+}
+
 /// The cloud-config user data for every instance of a stack (each finds its data volume by its own tag).
-pub fn render(c: &DifyConfig, app_port: i64) -> String {
+/// `shared_secrets`: the name of the stack's shared secret (`shared_secret_name`) when its instances share secrets.
+pub fn render(c: &DifyConfig, app_port: i64, shared_secrets: Option<&str>) -> String {
     let mut settings = format!("DIFY_VERSION={}\nDIFY_COMPOSE_VERSION={}\n", shell_quote(&c.version), shell_quote(COMPOSE_VERSION));
+    if let Some(name) = shared_secrets {
+        settings.push_str(&format!("DIFY_SHARED_SECRETS={}\n", shell_quote(name)));
+    }
     settings.push_str(&format!("DIFY_GENERATED_SECRETS={}\n", shell_quote(&generated_secrets(c).join(" "))));
     let aliases: Vec<String> = secret_aliases(c).iter().map(|(alias, source)| format!("{alias}={source}")).collect();
     settings.push_str(&format!("DIFY_SECRET_ALIASES={}\n", shell_quote(&aliases.join(" "))));
@@ -166,7 +176,7 @@ mod tests {
     fn rendering_matches_the_golden_files() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
         for (name, config, port) in [("default", DifyConfig::default(), 80), ("full", full(), 8080), ("closed-network", closed_network(), 80)] {
-            let rendered = render(&config, port);
+            let rendered = render(&config, port, None);
             let file = dir.join(format!("user-data-{name}.yaml"));
             if std::env::var("DIFY_WRITE_GOLDEN").is_ok() {
                 std::fs::create_dir_all(&dir).unwrap();
@@ -187,11 +197,19 @@ mod tests {
         assert_eq!(e["EXPOSE_NGINX_PORT"], "8080");
         assert_eq!(e["COMPOSE_PROFILES"], "weaviate", "no bundled PostgreSQL beside an external database");
         assert_eq!(e["INTERNAL_FILES_URL"], INTERNAL_API_URL);
-        let rendered = render(&full(), 8080);
+        let rendered = render(&full(), 8080, None);
         for secret in GENERATED_SECRETS {
             assert!(!rendered.contains(&format!("{secret}=")), "{secret} must not be rendered");
         }
         assert!(rendered.contains("DIFY_DB_PASSWORD_SECRET_ARN='arn:aws:secretsmanager:x:1:secret:db'"));
+    }
+
+    #[test]
+    fn a_shared_secret_is_named_in_the_settings_by_name_only_when_given() {
+        let name = shared_secret_name("prd");
+        assert_eq!(name, "dify/prd/app-secrets");
+        assert!(render(&full(), 80, Some(&name)).contains("DIFY_SHARED_SECRETS='dify/prd/app-secrets'\n"));
+        assert!(!render(&full(), 80, None).contains("DIFY_SHARED_SECRETS"));
     }
 
     #[test]
@@ -221,7 +239,7 @@ mod tests {
         let arn = "arn:aws:secretsmanager:ap-northeast-1:111111111111:secret:smtp";
         let c = DifyConfig { secret_env: Some(BTreeMap::from([("SMTP_PASSWORD".to_string(), arn.to_string())])), ..DifyConfig::default() };
         assert!(check(&c).is_empty(), "{:?}", check(&c));
-        assert!(render(&c, 80).contains(&format!("SMTP_PASSWORD={arn}")), "the ARN travels, read at boot");
+        assert!(render(&c, 80, None).contains(&format!("SMTP_PASSWORD={arn}")), "the ARN travels, read at boot");
         let bad = DifyConfig { secret_env: Some(BTreeMap::from([("SMTP_PASSWORD".to_string(), "hunter2".to_string()), ("SECRET_KEY".to_string(), arn.to_string())])), ..DifyConfig::default() };
         let problems = check(&bad);
         assert!(problems.iter().any(|(at, msg)| at == "secret_env[\"SMTP_PASSWORD\"]" && msg.contains("not a Secrets Manager secret ARN")), "{problems:?}");
@@ -338,11 +356,11 @@ mod tests {
             let c = DifyConfig { release_url: Some(url.into()), release_sha256: Some("a".repeat(64)), ..DifyConfig::default() };
             assert!(check(&c).iter().any(|(at, _)| at == "release_url"), "{url}: {:?}", check(&c));
         }
-        let rendered = render(&closed_network(), 80);
+        let rendered = render(&closed_network(), 80, None);
         assert!(rendered.contains(&format!("DIFY_RELEASE_SHA256='{}'", "ab".repeat(32))), "the checksum is rendered as sha256sum prints it");
         assert!(rendered.contains("DIFY_RELEASE_URL='s3://dify-artifacts/dify-1.13.3-docker.tar.gz'"));
         assert!(rendered.contains("DIFY_COMPOSE_PLUGIN_URL='s3://dify-artifacts/docker-compose-linux-x86_64'"));
-        assert!(!render(&DifyConfig::default(), 80).contains("DIFY_RELEASE_URL"), "no release_url: the GitHub clone");
+        assert!(!render(&DifyConfig::default(), 80, None).contains("DIFY_RELEASE_URL"), "no release_url: the GitHub clone");
     }
 
     #[test]
@@ -350,7 +368,7 @@ mod tests {
         for ok in ["123456789012.dkr.ecr.ap-northeast-1.amazonaws.com", "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/docker-hub", "registry.internal:5000/dify/mirror", "localhost:5000"] {
             let c = DifyConfig { image_registry: Some(ok.into()), ..DifyConfig::default() };
             assert!(check(&c).is_empty(), "{ok}: {:?}", check(&c));
-            assert!(render(&c, 80).contains(&format!("DIFY_IMAGE_REGISTRY='{ok}'")));
+            assert!(render(&c, 80, None).contains(&format!("DIFY_IMAGE_REGISTRY='{ok}'")));
         }
         for (bad, hint) in [("https://registry.internal", "without a scheme"), ("mirror/dify", "Docker Hub namespace"), ("registry.internal/Dify", "lower-case"), ("registry.internal/dify/", "trailing"), ("registry.internal/dify:1.0", "lower-case")] {
             let c = DifyConfig { image_registry: Some(bad.into()), ..DifyConfig::default() };

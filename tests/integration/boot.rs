@@ -42,7 +42,7 @@ fn rendered_user_data_passes_cloud_init_s_schema_check() {
 }
 
 fn default_user_data() -> String {
-    terraform_provider_dify::boot::render(&terraform_provider_dify::boot::DifyConfig::default(), 80)
+    terraform_provider_dify::boot::render(&terraform_provider_dify::boot::DifyConfig::default(), 80, None)
 }
 
 fn secrets(s: &BootSandbox) -> String {

@@ -196,7 +196,7 @@ impl Booted {
 }
 
 fn boot_with(config: DifyConfig, app_port: i64, secrets: &[(&str, &str)]) -> Booted {
-    let sandbox = BootSandbox::new(&boot::render(&config, app_port));
+    let sandbox = BootSandbox::new(&boot::render(&config, app_port, None));
     sandbox.device("sdf");
     for (name, value) in secrets {
         sandbox.secret(name, value);
@@ -477,7 +477,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_failed_secrets_manager_read_stops_the_boot_before_docker() {
     let config = DifyConfig { external_database: Some(ExternalDatabase { host: "db.internal".into(), password_secret_arn: Some(arn("gone")), ..Default::default() }), ..DifyConfig::default() };
-    let sandbox = BootSandbox::new(&boot::render(&config, 80));
+    let sandbox = BootSandbox::new(&boot::render(&config, 80, None));
     sandbox.device("sdf");
     let out = sandbox.boot("vol-0abc");
     assert!(!out.status.success(), "the boot must fail");
@@ -489,7 +489,7 @@ fn a_failed_secrets_manager_read_stops_the_boot_before_docker() {
         external_database: Some(ExternalDatabase { host: "db.internal".into(), password_secret_arn: Some(arn("db")), password_secret_key: Some("pass".into()), ..Default::default() }),
         ..DifyConfig::default()
     };
-    let sandbox = BootSandbox::new(&boot::render(&config, 80));
+    let sandbox = BootSandbox::new(&boot::render(&config, 80, None));
     sandbox.device("sdf");
     sandbox.secret("db", r#"{"username":"dify","password":"x"}"#);
     assert!(!sandbox.boot("vol-0abc").status.success());
@@ -510,7 +510,7 @@ fn image_overrides_reach_their_services() {
 #[test]
 fn an_upgrade_rebuilds_env_from_the_new_release_with_no_stale_keys() {
     let old = DifyConfig { env: Some(BTreeMap::from([("LOG_LEVEL".to_string(), "DEBUG".to_string()), ("MAIL_TYPE".to_string(), "smtp".to_string())])), ..DifyConfig::default() };
-    let sandbox = BootSandbox::new(&boot::render(&old, 80));
+    let sandbox = BootSandbox::new(&boot::render(&old, 80, None));
     sandbox.device("sdf");
     // The next release: its .env.example gains a key and loses one the old release had.
     let next = sandbox.upstream("1.13.3-next");
@@ -524,7 +524,7 @@ fn an_upgrade_rebuilds_env_from_the_new_release_with_no_stale_keys() {
     let before = std::fs::read_to_string(sandbox.data_dir().join("secrets/dify-secrets.env")).unwrap();
 
     let new = DifyConfig { version: "1.13.3-next".into(), env: Some(BTreeMap::from([("LOG_LEVEL".to_string(), "INFO".to_string())])), ..DifyConfig::default() };
-    sandbox.write_user_data(&boot::render(&new, 80));
+    sandbox.write_user_data(&boot::render(&new, 80, None));
     assert!(sandbox.boot("vol-0abc").status.success(), "{}", sandbox.log());
     let project = sandbox.compose_up_dirs().last().cloned().unwrap();
     assert!(real_path(&project).to_string_lossy().contains("1.13.3-next"), "the new release runs: {}", project.display());
@@ -573,7 +573,7 @@ fn a_compose_install_moved_as_the_guide_says_keeps_its_data_and_its_passwords() 
         // An image made by the guide's earlier text (`mkfs.ext4 -d volumes`): db/, app/ at the root, adopted.
         vec![("db/data/pgdata/PG_VERSION", "15"), ("app/storage/privkeys/tenant/private.pem", "key")],
     ] {
-        let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80));
+        let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80, None));
         migrated_volume(&sandbox, &layout, old_env);
         assert!(sandbox.boot("vol-0abc").status.success(), "{}", sandbox.log());
         assert_eq!(sandbox.calls("mkfs"), 0, "a migrated volume is never formatted");
@@ -593,7 +593,7 @@ fn a_compose_install_moved_as_the_guide_says_keeps_its_data_and_its_passwords() 
 
 #[test]
 fn the_hcl_module_s_layout_is_adopted_under_volumes() {
-    let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80));
+    let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80, None));
     migrated_volume(&sandbox, &[("postgres/PG_VERSION", "15"), ("redis/dump.rdb", "r"), ("weaviate/schema.db", "w")], "DB_PASSWORD=module-db-password\n");
     assert!(sandbox.boot("vol-0abc").status.success(), "{}", sandbox.log());
     assert!(sandbox.log().contains("HCL module's layout"), "a clear log line: {}", sandbox.log());
@@ -608,7 +608,7 @@ fn the_hcl_module_s_layout_is_adopted_under_volumes() {
 
 #[test]
 fn a_data_volume_with_a_filesystem_never_hides_data_on_the_root_disk() {
-    let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80));
+    let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80, None));
     // A stack that ran without a data volume: Dify's data on the root disk.
     std::fs::create_dir_all(sandbox.data_dir().join("volumes/db/data")).unwrap();
     std::fs::write(sandbox.data_dir().join("volumes/db/data/PG_VERSION"), "15").unwrap();
@@ -706,7 +706,7 @@ fn a_release_from_a_pinned_tarball_boots_without_github() {
         let (tarball, sha256) = if url.starts_with("s3://") { sandbox.release_tarball("1.13.3") } else { sandbox.release_archive("1.13.3") };
         sandbox.serve(url, &tarball);
         let config = DifyConfig { release_url: Some(url.into()), release_sha256: Some(sha256.to_uppercase()), ..DifyConfig::default() };
-        sandbox.write_user_data(&boot::render(&config, 80));
+        sandbox.write_user_data(&boot::render(&config, 80, None));
         sandbox.device("sdf");
         assert!(sandbox.boot("vol-0abc").status.success(), "{url}: {}", sandbox.log());
         assert_eq!(sandbox.calls("git"), 0, "{url}: no clone from GitHub");
@@ -731,7 +731,7 @@ fn the_compose_plugin_comes_from_its_pinned_url_only_when_the_image_lacks_it() {
         sandbox.serve(plugin_url, &plugin);
         let sha256 = pinned.map(str::to_string).unwrap_or_else(|| crate::sandbox::sha256_of(&plugin));
         let config = DifyConfig { compose_plugin_url: Some(plugin_url.into()), compose_plugin_sha256: Some(sha256), ..DifyConfig::default() };
-        sandbox.write_user_data(&boot::render(&config, 80));
+        sandbox.write_user_data(&boot::render(&config, 80, None));
         sandbox.device("sdf");
         let ok = sandbox.boot("vol-0abc").status.success();
         (sandbox, ok)
@@ -753,13 +753,13 @@ fn the_compose_plugin_comes_from_its_pinned_url_only_when_the_image_lacks_it() {
     // An image with the plugin downloads nothing, whatever compose_plugin_url says.
     let sandbox = BootSandbox::new("#cloud-config\nwrite_files: []\n");
     let config = DifyConfig { compose_plugin_url: Some(plugin_url.into()), compose_plugin_sha256: Some("0".repeat(64)), ..DifyConfig::default() };
-    sandbox.write_user_data(&boot::render(&config, 80));
+    sandbox.write_user_data(&boot::render(&config, 80, None));
     sandbox.device("sdf");
     assert!(sandbox.boot("vol-0abc").status.success(), "{}", sandbox.log());
     assert_eq!(sandbox.calls("aws s3 cp"), 0);
 
     // No plugin and no compose_plugin_url without the internet: GitHub is unreachable, and the line says what to set.
-    let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80));
+    let sandbox = BootSandbox::new(&boot::render(&DifyConfig::default(), 80, None));
     sandbox.without_compose_plugin();
     sandbox.device("sdf");
     assert!(!sandbox.boot("vol-0abc").status.success());
@@ -775,7 +775,7 @@ fn a_release_tarball_with_the_wrong_checksum_starts_nothing() {
     sandbox.serve(url, &tarball);
     let pinned = format!("{}{}", &sha256[..63], if sha256.ends_with('0') { "1" } else { "0" });
     let config = DifyConfig { release_url: Some(url.into()), release_sha256: Some(pinned.clone()), ..DifyConfig::default() };
-    sandbox.write_user_data(&boot::render(&config, 80));
+    sandbox.write_user_data(&boot::render(&config, 80, None));
     sandbox.device("sdf");
     let out = sandbox.boot("vol-0abc");
     assert!(!out.status.success(), "the boot fails");

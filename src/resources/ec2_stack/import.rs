@@ -66,7 +66,7 @@ pub async fn import(ctx: &Ctx, id: &str, identity_value: Option<&Value>, diags: 
         .unwrap_or(Value::Null);
     let key = template.as_ref().and_then(|t| t.key.clone()).or_else(|| first.and_then(|i| i.key_name()).map(str::to_string)).map(Value::String).unwrap_or(Value::Null);
     let root_size = template.as_ref().map(|t| t.root_size).filter(|s| *s > 0).unwrap_or(30);
-    let user_data = template.as_ref().and_then(|t| t.user_data.clone()).unwrap_or_else(|| boot::render(&boot::DifyConfig::default(), 80));
+    let user_data = template.as_ref().and_then(|t| t.user_data.clone()).unwrap_or_else(|| boot::render(&boot::DifyConfig::default(), 80, None));
     if let Some(recorded) = o.launch_template_tags.get(SUBNETS_TAG) {
         subnets = recorded.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
     }

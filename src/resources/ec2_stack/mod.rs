@@ -97,7 +97,7 @@ impl Spec {
     }
     /// The user data every instance boots with: the one the plan showed, rendered here only when the plan could not.
     pub fn user_data(&self) -> String {
-        self.rendered_user_data.clone().unwrap_or_else(|| boot::render(&self.dify.clone().unwrap_or_default(), self.app_port))
+        self.rendered_user_data.clone().unwrap_or_else(|| boot::render(&self.dify.clone().unwrap_or_default(), self.app_port, None))
     }
     pub fn target_groups(&self) -> BTreeSet<String> {
         self.target_group_arns.clone().unwrap_or_default()

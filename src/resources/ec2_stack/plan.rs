@@ -83,7 +83,7 @@ pub async fn modify_plan(ctx: &Ctx, plan: &mut PlanRequest<'_>, diags: &mut Diag
             if c.url.as_deref().is_some_and(|u| u.starts_with("http://")) {
                 diags.push(Diagnostic::warning("Dify's URL is plain http://", "Dify's login cookies are then not Secure; serve Dify over https:// (a certificate on the dify_alb).").at(AttrPath::root("dify").attr("url")));
             }
-            let rendered = boot::render(&c, app_port);
+            let rendered = boot::render(&c, app_port, None);
             plan.planned.set("user_data_sha256", Value::String(boot::sha256_hex(&rendered)));
             plan.planned.set("rendered_user_data", Value::String(rendered));
         }
