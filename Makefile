@@ -83,7 +83,7 @@ vm-tools:
 
 define VM_TWIN
 cargo test --locked --test integration -- --ignored vm_twin_inputs_from_an_applied_stack
-$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghij)
+$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghijm)
 endef
 
 test-vm: venv tools vm-tools

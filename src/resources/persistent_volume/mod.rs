@@ -78,7 +78,7 @@ impl Resource for PersistentVolume {
                 .attr(
                     Attribute::number("size_gb")
                         .default(Value::int(20))
-                        .description("Size in GiB, 1–16384. Grows in place; EBS volumes cannot shrink.")
+                        .description("Size in GiB, 1–16384. Grows in place, and the instance's filesystem follows while it runs (no restart); EBS volumes cannot shrink.")
                         .validate(validate::int_between(1, 16384)),
                 )
                 .attr(Attribute::string("type").default(Value::string("gp3")).description("Volume type: `gp3`, `gp2` or `io2`. Changes in place.").validate(validate::one_of(VOLUME_TYPES)))
