@@ -238,7 +238,7 @@ fill_secrets() {
 # Each instance then keeps the shared values in its own secrets file, so index 0 re-seeds a lost secret with them.
 # Values pass through files in a 0700 directory only, never a command line or the log.
 share_secrets() {
-  local name="$DIFY_SHARED_SECRETS" needed="${DIFY_GENERATED_SECRETS:-}" region index work lacking waited=0
+  local name="$DIFY_SHARED_SECRETS" needed="${DIFY_GENERATED_SECRETS:-}" region index work lacking deadline
   [ -n "$needed" ] || return 0
   region="$(instance_region)" || exit 1
   index="$(imds_tag dify:index)" ||
@@ -248,31 +248,31 @@ share_secrets() {
   read_shared_secret "$region" "$work/shared.json"
   if [ "$index" = 0 ]; then
     # shellcheck disable=SC2086 # names: one word each
-    shared_secret_values adopt "$work/shared.json" $needed || fail "shared secret $name is not a JSON object of names to strings"
+    shared_secret_values adopt "$work/shared.json" $needed || fail "using shared secret $name"
     fill_secrets
     # shellcheck disable=SC2086
-    lacking="$(shared_secret_values lacking "$work/shared.json" $needed)" || fail "shared secret $name is not a JSON object of names to strings"
+    lacking="$(shared_secret_values lacking "$work/shared.json" $needed)" || fail "using shared secret $name"
     if [ -n "$lacking" ]; then
       echo "dify-bootstrap: instance 0 adds $lacking to shared secret $name"
       # shellcheck disable=SC2086
-      shared_secret_values merge "$work/shared.json" $needed >"$work/merged.json" || fail "merging the secrets file into shared secret $name"
+      shared_secret_values merge "$work/shared.json" $needed >"$work/merged.json" || fail "using shared secret $name"
       aws secretsmanager put-secret-value --secret-id "$name" --region "$region" --secret-string "file://$work/merged.json" >/dev/null ||
         fail "writing shared secret $name (the instance profile needs secretsmanager:PutSecretValue on it)"
     fi
   else
+    deadline=$((SECONDS + SHARED_SECRETS_WAIT_SECONDS))
     while :; do
       # shellcheck disable=SC2086
-      lacking="$(shared_secret_values lacking "$work/shared.json" $needed)" || fail "shared secret $name is not a JSON object of names to strings"
+      lacking="$(shared_secret_values lacking "$work/shared.json" $needed)" || fail "using shared secret $name"
       [ -n "$lacking" ] || break
-      [ "$waited" -lt "$SHARED_SECRETS_WAIT_SECONDS" ] ||
+      [ "$SECONDS" -lt "$deadline" ] ||
         fail "shared secret $name still lacks $lacking after ${SHARED_SECRETS_WAIT_SECONDS}s: the instance tagged dify:index 0 fills it (is it running? see its console)"
       echo "dify-bootstrap: instance $index: waiting for instance 0 to fill $name ($lacking)"
       sleep 10
-      waited=$((waited + 10))
       read_shared_secret "$region" "$work/shared.json"
     done
     # shellcheck disable=SC2086
-    shared_secret_values adopt "$work/shared.json" $needed || fail "shared secret $name is not a JSON object of names to strings"
+    shared_secret_values adopt "$work/shared.json" $needed || fail "using shared secret $name"
   fi
   rm -rf "$work"
   echo "dify-bootstrap: instance $index uses the shared secrets of $name"
@@ -298,7 +298,7 @@ try:
 except ValueError:
     shared = None
 if not isinstance(shared, dict) or not all(isinstance(v, str) for v in shared.values()):
-    sys.exit(2)
+    sys.exit("dify-bootstrap: the shared secret is not a JSON object of names to strings")
 local = {}
 for line in open(local_path).read().splitlines():
     if "=" in line:
@@ -310,13 +310,13 @@ if mode == "lacking":
 elif mode == "merge":
     missing = [n for n in lacking if not local.get(n)]
     if missing:
-        sys.exit("the secrets file lacks " + " ".join(missing))
+        sys.exit("dify-bootstrap: the secrets file lacks " + " ".join(missing))
     json.dump({**shared, **{n: local[n] for n in lacking}}, sys.stdout)
 elif mode == "adopt":
     for n in names:
         if shared.get(n):
             if "\n" in shared[n] or "\r" in shared[n]:
-                sys.exit(f"the shared value of {n} holds a line break")
+                sys.exit(f"dify-bootstrap: the shared value of {n} holds a line break")
             local[n] = shared[n]
     old = os.umask(0o077)
     with open(local_path + ".new", "w") as f:

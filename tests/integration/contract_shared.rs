@@ -196,4 +196,14 @@ fn an_instance_waiting_in_vain_or_a_missing_secret_stops_the_boot_naming_the_sec
     assert!(log.contains(&format!("FAILED: shared secret {} still lacks SECRET_KEY", secret_name())) && log.contains("after 10s"), "{log}");
     assert!(one.compose_up_dirs().is_empty(), "Dify never starts with secrets of its own");
     assert!(shared_secret(&one).is_empty());
+
+    // A secret that is not a JSON object of strings (set through index 1's sandbox, so index 0's calls are its
+    // own): index 0 stops, and never overwrites it.
+    let out = one.aws(&["secretsmanager", "put-secret-value", "--secret-id", &secret_name(), "--secret-string", "[\"set by hand\"]", "--region", "us-east-1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!zero.boot("vol-0zero").status.success());
+    assert!(zero.log().contains("the shared secret is not a JSON object of names to strings"), "{}", zero.log());
+    assert!(zero.log().contains(&format!("FAILED: using shared secret {}", secret_name())), "{}", zero.log());
+    assert_eq!(zero.calls("aws secretsmanager put-secret-value"), 0);
+    assert!(zero.compose_up_dirs().is_empty());
 }
