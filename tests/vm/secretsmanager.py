@@ -23,6 +23,8 @@ import os
 import sys
 import time
 
+from imds import read_request  # the same one-exchange HTTP reading (QEMU runs both from this directory)
+
 
 def respond(status, body):
     data = json.dumps(body).encode()
@@ -39,16 +41,8 @@ def arn(name):
 
 def main():
     store_path = sys.argv[1]
-    stdin = sys.stdin.buffer
-    stdin.readline()  # POST / HTTP/1.1
-    headers = {}
-    while True:
-        line = stdin.readline()
-        if not line or line in (b"\r\n", b"\n"):
-            break
-        k, _, v = line.decode("latin-1").partition(":")
-        headers[k.strip().lower()] = v.strip()
-    body = json.loads(stdin.read(int(headers.get("content-length") or 0)) or b"{}")
+    _, headers, body = read_request(sys.stdin.buffer)
+    body = json.loads(body or b"{}")
     operation = headers.get("x-amz-target", "").rpartition(".")[2]
     secret_id = str(body.get("SecretId", ""))
     name = secret_id.split(":secret:", 1)[1].rsplit("-", 1)[0] if ":secret:" in secret_id else secret_id
