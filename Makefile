@@ -70,8 +70,10 @@ test: venv tf-venvs tools
 	cargo test --locked
 
 # The VM twin (tests/vm/): the user data of a stack applied against the emulator, booted by cloud-init in real Debian
-# VMs under QEMU (TCG) with an NVMe data volume, an IMDSv2 twin and Docker running stand-in images; ten scenarios
-# (first boot, reboot, replacement, late attach, an erroring disk, growth, two migrations, apt, a volume added later),
+# VMs under QEMU (TCG) with an NVMe data volume, an IMDSv2 twin and Docker running stand-in images; eleven scenarios
+# (first boot, reboot, replacement, late attach, an erroring disk, growth, two migrations, apt, a volume added later,
+# and k: two instances of one stack sharing their secrets through a Secrets Manager twin, with the golden
+# tests/golden/user-data-shared-secrets.yaml, since the applied one-instance stack has no shared secret),
 # each PASS or FAIL, then `N passed, M failed`. The guest image is built once with mmdebstrap and cached under
 # ~/.cache/terraform-provider-dify/vm/, keyed by its recipe. Not in `make test` yet (see above).
 vm-tools:
@@ -83,7 +85,7 @@ vm-tools:
 
 define VM_TWIN
 cargo test --locked --test integration -- --ignored vm_twin_inputs_from_an_applied_stack
-$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghijm)
+$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghijkm)
 endef
 
 test-vm: venv tools vm-tools

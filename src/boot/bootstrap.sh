@@ -16,10 +16,13 @@ SETTINGS_DIR="$(dirname "$SETTINGS")"
 RELEASES="${DIFY_RELEASES:-/opt/dify}"
 DATA_DIR="${DIFY_DATA_DIR:-/opt/dify-data}"
 DEVICE_WAIT_SECONDS="${DIFY_DEVICE_WAIT_SECONDS:-300}"
+# How long an instance other than dify:index 0 waits for index 0 to fill the shared secret (DIFY_SHARED_SECRETS).
+SHARED_SECRETS_WAIT_SECONDS="${DIFY_SHARED_SECRETS_WAIT_SECONDS:-900}"
 # Tests run the disk step against stand-in devices under DIFY_DEV_ROOT (regular files, fake blkid/mkfs/mount).
 DEV_ROOT="${DIFY_DEV_ROOT:-}"
 FSTAB="${DIFY_FSTAB:-/etc/fstab}"
 IMDS=http://169.254.169.254/latest
+SECRETS_FILE="$DATA_DIR/secrets/dify-secrets.env"
 
 fail() {
   echo "dify-bootstrap: FAILED: $*" >&2
@@ -30,10 +33,28 @@ fail() {
 # shellcheck disable=SC1090
 . "$SETTINGS"
 
-imds_tag() {
+# A path under the instance metadata's meta-data/ (IMDSv2: a token first).
+imds_get() {
   local token
   token="$(curl -fsS -X PUT "$IMDS/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')" || return 1
-  curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/tags/instance/$1"
+  curl -fsS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/$1"
+}
+
+imds_tag() {
+  imds_get "tags/instance/$1"
+}
+
+# The instance's region, for every `aws` call (an instance has no default region configured).
+instance_region() {
+  imds_get placement/region || fail "reading this instance's region from instance metadata (placement/region)"
+}
+
+# The region a Secrets Manager secret lives in: an ARN's own, a name's the instance's.
+secret_region() {
+  case "$1" in
+    arn:*) cut -d : -f 4 <<<"$1" ;;
+    *) instance_region ;;
+  esac
 }
 
 find_device() {
@@ -206,11 +227,16 @@ imported_secret() {
 }
 
 make_secrets() {
-  local file="$DATA_DIR/secrets/dify-secrets.env" name value
   mkdir -p "$DATA_DIR/secrets"
   chmod 0700 "$DATA_DIR/secrets"
-  touch "$file"
-  chmod 0600 "$file"
+  touch "$SECRETS_FILE"
+  chmod 0600 "$SECRETS_FILE"
+  if [ -n "${DIFY_SHARED_SECRETS:-}" ]; then share_secrets; else fill_secrets; fi
+}
+
+# Each name of DIFY_GENERATED_SECRETS the secrets file lacks: carried over from secrets/import.env, else generated.
+fill_secrets() {
+  local file="$SECRETS_FILE" name value
   for name in ${DIFY_GENERATED_SECRETS:-}; do
     grep -q "^$name=" "$file" && continue
     # The database keeps the password it was created with: an imported install's must be reused, not replaced.
@@ -230,6 +256,101 @@ make_secrets() {
   done
 }
 
+# The secrets every instance of a multi-instance stack shares (DIFY_SHARED_SECRETS: a Secrets Manager secret holding
+# a JSON object, name -> value). Only the instance tagged dify:index 0 writes it: it adds what the secret lacks, from
+# its own secrets file (so a stack going from one instance to two keeps its secrets and its sessions) or made anew,
+# and never changes a value the secret holds. Every other instance waits until the secret holds every name it needs.
+# Each instance then keeps the shared values in its own secrets file, so index 0 re-seeds a lost secret with them.
+# Values pass through files in a 0700 directory only, never a command line or the log.
+share_secrets() {
+  local name="$DIFY_SHARED_SECRETS" needed="${DIFY_GENERATED_SECRETS:-}" region index work lacking deadline
+  [ -n "$needed" ] || return 0
+  region="$(instance_region)" || exit 1
+  index="$(imds_tag dify:index)" ||
+    fail "reading this instance's dify:index tag from instance metadata (instance metadata tags must be on)"
+  rm -rf "$DATA_DIR/secrets"/shared.* # what a boot that failed here left
+  work="$(mktemp -d "$DATA_DIR/secrets/shared.XXXXXX")"
+  read_shared_secret "$region" "$work/shared.json"
+  if [ "$index" = 0 ]; then
+    # shellcheck disable=SC2086 # names: one word each
+    shared_secret_values adopt "$work/shared.json" $needed || fail "using shared secret $name"
+    fill_secrets
+    # shellcheck disable=SC2086
+    lacking="$(shared_secret_values lacking "$work/shared.json" $needed)" || fail "using shared secret $name"
+    if [ -n "$lacking" ]; then
+      echo "dify-bootstrap: instance 0 adds $lacking to shared secret $name"
+      # shellcheck disable=SC2086
+      shared_secret_values merge "$work/shared.json" $needed >"$work/merged.json" || fail "using shared secret $name"
+      aws secretsmanager put-secret-value --secret-id "$name" --region "$region" --secret-string "file://$work/merged.json" >/dev/null ||
+        fail "writing shared secret $name (the instance profile needs secretsmanager:PutSecretValue on it)"
+    fi
+  else
+    deadline=$((SECONDS + SHARED_SECRETS_WAIT_SECONDS))
+    while :; do
+      # shellcheck disable=SC2086
+      lacking="$(shared_secret_values lacking "$work/shared.json" $needed)" || fail "using shared secret $name"
+      [ -n "$lacking" ] || break
+      [ "$SECONDS" -lt "$deadline" ] ||
+        fail "shared secret $name still lacks $lacking after ${SHARED_SECRETS_WAIT_SECONDS}s: the instance tagged dify:index 0 fills it (is it running? see its console)"
+      echo "dify-bootstrap: instance $index: waiting for instance 0 to fill $name ($lacking)"
+      sleep 10
+      read_shared_secret "$region" "$work/shared.json"
+    done
+    # shellcheck disable=SC2086
+    shared_secret_values adopt "$work/shared.json" $needed || fail "using shared secret $name"
+  fi
+  rm -rf "$work"
+  echo "dify-bootstrap: instance $index uses the shared secrets of $name"
+}
+
+# The shared secret's JSON into a file.
+read_shared_secret() {
+  aws secretsmanager get-secret-value --secret-id "$DIFY_SHARED_SECRETS" --region "$1" --query SecretString --output text >"$2" ||
+    fail "reading shared secret $DIFY_SHARED_SECRETS from Secrets Manager (the instance profile needs secretsmanager:GetSecretValue on it)"
+}
+
+# shared_secret_values MODE SHARED_JSON NAME...: over the shared secret's JSON and the secrets file,
+#   lacking  prints the names the secret lacks (or holds empty);
+#   adopt    writes the values the secret holds into the secrets file (other lines kept);
+#   merge    prints the secret's JSON with the secrets file's values for the names it lacks.
+# Values are read from and written to files only; messages name keys, never values.
+shared_secret_values() {
+  python3 - "$SECRETS_FILE" "$@" <<'PY'
+import json, os, sys
+local_path, mode, shared_path, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+try:
+    shared = json.load(open(shared_path))
+except ValueError:
+    shared = None
+if not isinstance(shared, dict) or not all(isinstance(v, str) for v in shared.values()):
+    sys.exit("dify-bootstrap: the shared secret is not a JSON object of names to strings")
+local = {}
+for line in open(local_path).read().splitlines():
+    if "=" in line:
+        key, value = line.split("=", 1)
+        local[key] = value
+lacking = [n for n in names if not shared.get(n)]
+if mode == "lacking":
+    print(" ".join(lacking))
+elif mode == "merge":
+    missing = [n for n in lacking if not local.get(n)]
+    if missing:
+        sys.exit("dify-bootstrap: the secrets file lacks " + " ".join(missing))
+    json.dump({**shared, **{n: local[n] for n in lacking}}, sys.stdout)
+elif mode == "adopt":
+    for n in names:
+        if shared.get(n):
+            if "\n" in shared[n] or "\r" in shared[n]:
+                sys.exit(f"dify-bootstrap: the shared value of {n} holds a line break")
+            local[n] = shared[n]
+    old = os.umask(0o077)
+    with open(local_path + ".new", "w") as f:
+        f.writelines(f"{k}={v}\n" for k, v in local.items())
+    os.umask(old)
+    os.replace(local_path + ".new", local_path)
+PY
+}
+
 # Dify's .env as it is built: key -> value. Values never pass through a command line or a log.
 declare -A DIFY_ENV=()
 
@@ -246,8 +367,9 @@ load_env_lines() {
 # A secret's value from Secrets Manager, or the boot stops: an empty or wrong password must never reach Dify.
 # With a JSON key, the value of that key in a JSON secret (as RDS-managed secrets are).
 read_secret() {
-  local arn="$1" key="${2:-}" value
-  value="$(aws secretsmanager get-secret-value --secret-id "$arn" --query SecretString --output text)" ||
+  local arn="$1" key="${2:-}" value region
+  region="$(secret_region "$arn")" || exit 1
+  value="$(aws secretsmanager get-secret-value --secret-id "$arn" --region "$region" --query SecretString --output text)" ||
     fail "reading secret $arn from Secrets Manager (the instance profile needs secretsmanager:GetSecretValue on it)"
   if [ -n "$key" ]; then
     value="$(printf '%s' "$value" | python3 -c 'import json, sys; v = json.load(sys.stdin)[sys.argv[1]]; sys.stdout.write(v if isinstance(v, str) else json.dumps(v))' "$key")" ||
@@ -271,7 +393,7 @@ build_env() {
   while IFS= read -r line; do
     name="${line%%=*}"
     case " ${DIFY_GENERATED_SECRETS:-} " in *" $name "*) DIFY_ENV["$name"]="${line#*=}" ;; esac
-  done <"$DATA_DIR/secrets/dify-secrets.env"
+  done <"$SECRETS_FILE"
   if [ -n "${DIFY_DB_PASSWORD_SECRET_ARN:-}" ]; then
     DIFY_ENV[DB_PASSWORD]="$(read_secret "$DIFY_DB_PASSWORD_SECRET_ARN" "${DIFY_DB_PASSWORD_SECRET_KEY:-}")" || exit 1
   fi
@@ -341,11 +463,13 @@ write_env() {
 # A file from s3://bucket/key (with the instance profile) or https://, kept only when its SHA-256 is the one pinned in
 # the stack's configuration; on a mismatch it is deleted and the boot stops before anything starts.
 fetch_verified() {
-  local url="$1" sha256="$2" dest="$3" what="$4" actual
+  local url="$1" sha256="$2" dest="$3" what="$4" actual region
   rm -f "$dest"
   case "$url" in
-    s3://*) aws s3 cp --only-show-errors "$url" "$dest" ||
-      fail "downloading $what from $url (the instance profile needs s3:GetObject on it, and the subnet a way to S3: a NAT or the S3 gateway endpoint)" ;;
+    s3://*)
+      region="$(instance_region)" || exit 1
+      aws s3 cp --only-show-errors --region "$region" "$url" "$dest" ||
+        fail "downloading $what from $url (the instance profile needs s3:GetObject on it, and the subnet a way to S3: a NAT or the S3 gateway endpoint)" ;;
     *) curl -fsSL --retry 3 -o "$dest" "$url" || fail "downloading $what from $url" ;;
   esac
   actual="$(sha256sum "$dest" | cut -d ' ' -f 1)"

@@ -189,8 +189,11 @@ mod tests {
     #[test]
     fn rendering_matches_the_golden_files() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-        for (name, config, port) in [("default", DifyConfig::default(), 80), ("full", full(), 8080), ("closed-network", closed_network(), 80)] {
-            let rendered = render(&config, port, None);
+        // shared-secrets: an instance of a multi-instance stack (the VM twin's scenario k boots it).
+        let shared = shared_secret_name("prd");
+        let cases = [("default", DifyConfig::default(), 80, None), ("full", full(), 8080, None), ("closed-network", closed_network(), 80, None), ("shared-secrets", DifyConfig::default(), 80, Some(shared.as_str()))];
+        for (name, config, port, shared_secrets) in cases {
+            let rendered = render(&config, port, shared_secrets);
             let file = dir.join(format!("user-data-{name}.yaml"));
             if std::env::var("DIFY_WRITE_GOLDEN").is_ok() {
                 std::fs::create_dir_all(&dir).unwrap();

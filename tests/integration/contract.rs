@@ -77,12 +77,12 @@ const STATEFUL: &[(&str, &str)] = &[
 const CORE: &[&str] = &["init_permissions", "api", "worker", "worker_beat", "web", "sandbox", "plugin_daemon", "ssrf_proxy", "nginx"];
 
 /// A Compose project as Docker Compose v2 resolved it.
-struct Resolved {
+pub(crate) struct Resolved {
     json: serde_json::Value,
 }
 
 impl Resolved {
-    fn of(project: &Path) -> Resolved {
+    pub(crate) fn of(project: &Path) -> Resolved {
         let compose = venv().join("bin/docker-compose");
         assert!(compose.exists(), "{} is missing: run `make venv` (make test does)", compose.display());
         let out = Command::new(&compose)
@@ -114,7 +114,7 @@ impl Resolved {
         env.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().replace("$$", "$"))).collect()
     }
 
-    fn var(&self, service: &str, key: &str) -> String {
+    pub(crate) fn var(&self, service: &str, key: &str) -> String {
         self.env(service).get(key).cloned().unwrap_or_else(|| panic!("{service} has no {key}"))
     }
 
@@ -182,11 +182,11 @@ fn broker(url: &str) -> (String, String, bool) {
 }
 
 /// A configuration booted through its rendered user data, and the Compose project its bootstrap left behind.
-struct Booted {
-    sandbox: BootSandbox,
-    resolved: Resolved,
-    config: DifyConfig,
-    app_port: i64,
+pub(crate) struct Booted {
+    pub(crate) sandbox: BootSandbox,
+    pub(crate) resolved: Resolved,
+    pub(crate) config: DifyConfig,
+    pub(crate) app_port: i64,
 }
 
 impl Booted {
@@ -238,7 +238,7 @@ fn service_named(r: &Resolved, host: &str) -> Option<String> {
 }
 
 /// Everything a working Dify needs from the resolved project, whatever the configuration.
-fn assert_works(b: &Booted) {
+pub(crate) fn assert_works(b: &Booted) {
     let (r, c) = (&b.resolved, &b.config);
     let store = c.vector_store();
 
@@ -715,7 +715,10 @@ fn a_release_from_a_pinned_tarball_boots_without_github() {
         assert_works(&b);
         // A second boot reuses the unpacked release.
         assert!(b.sandbox.boot("vol-0abc").status.success(), "{}", b.sandbox.log());
-        assert_eq!(b.sandbox.calls("aws s3 cp") + b.sandbox.calls("curl"), 1, "{url}: fetched once");
+        assert_eq!(b.sandbox.calls("aws s3 cp") + b.sandbox.curl_downloads(), 1, "{url}: fetched once");
+        if url.starts_with("s3://") {
+            assert_eq!(b.sandbox.calls("aws s3 cp --only-show-errors --region us-east-1 "), 1, "in the instance's region (IMDS)");
+        }
         assert!(!b.sandbox.path("root/opt/dify/1.13.3/README.md").exists() && !b.sandbox.path("root/opt/dify/1.13.3/dify-1.13.3").exists(), "only docker/ is kept");
     }
 }
@@ -742,7 +745,7 @@ fn the_compose_plugin_comes_from_its_pinned_url_only_when_the_image_lacks_it() {
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&installed).unwrap().permissions());
     assert!(mode & 0o111 != 0, "the plugin is executable");
     assert_eq!(sandbox.compose_up_dirs().len(), 1, "Dify started with it");
-    assert_eq!(sandbox.calls("curl"), 0, "nothing from GitHub");
+    assert_eq!(sandbox.curl_downloads(), 0, "nothing from GitHub");
 
     let (sandbox, ok) = boot_with_plugin(Some(&"0".repeat(64)));
     assert!(!ok, "a plugin with another checksum is refused");

@@ -7,6 +7,7 @@ mod bad_input;
 mod boot;
 mod compat;
 mod contract;
+mod contract_shared;
 mod dns_record;
 mod ec2_stack;
 mod environments;

@@ -32,10 +32,11 @@ const STAND_INS: &[(&str, &str)] = &[
     ("systemctl", ""),
     ("dnf", "echo 'dnf: no package repositories in the sandbox' >&2; exit 1\n"),
     ("apt-get", "echo 'apt-get: no package repositories in the sandbox' >&2; exit 1\n"),
-    // curl -o DEST URL: the file the test serves under $SANDBOX/web/<host>/<path>; anything else has no network.
+    // curl [-o DEST] URL: the file the test serves under $SANDBOX/web/<host>/<path> (to DEST, else to stdout: the
+    // instance metadata at 169.254.169.254 so); anything else has no network.
     (
         "curl",
-        "dest=''; url=''; prev=''; for a in \"$@\"; do [ \"$prev\" = -o ] && dest=\"$a\"; case \"$a\" in http://* | https://*) url=\"$a\";; esac; prev=\"$a\"; done\nf=\"$SANDBOX/web/${url#*://}\"\n{ [ -n \"$dest\" ] && [ -n \"$url\" ] && [ -f \"$f\" ]; } || { echo 'curl: (7) no network in the sandbox' >&2; exit 7; }\ncp \"$f\" \"$dest\"\n",
+        "dest=''; url=''; prev=''; for a in \"$@\"; do [ \"$prev\" = -o ] && dest=\"$a\"; case \"$a\" in http://* | https://*) url=\"$a\";; esac; prev=\"$a\"; done\nf=\"$SANDBOX/web/${url#*://}\"\n{ [ -n \"$url\" ] && [ -f \"$f\" ]; } || { echo 'curl: (7) no network in the sandbox' >&2; exit 7; }\nif [ -n \"$dest\" ]; then cp \"$f\" \"$dest\"; else cat \"$f\"; fi\n",
     ),
     // docker compose version / up: recorded; `up` also records the project directory it ran in. `compose version`
     // fails when the image has no plugin (no `image-has-compose`) and none was installed. `compose … config` is real
@@ -49,15 +50,49 @@ const STAND_INS: &[(&str, &str)] = &[
         "git",
         "branch=''; prev=''; for a in \"$@\"; do [ \"$prev\" = --branch ] && branch=\"$a\"; prev=\"$a\"; dest=\"$a\"; done\n[ -d \"$SANDBOX/upstream/$branch\" ] || { echo \"fatal: Remote branch $branch not found in upstream origin\" >&2; exit 128; }\nmkdir -p \"$dest\" && cp -R \"$SANDBOX/upstream/$branch/.\" \"$dest/\"\n",
     ),
-    // aws secretsmanager get-secret-value --secret-id ARN --query SecretString --output text: the file named after
-    // the ARN's last part, printed as the CLI prints text output (a newline after the value); missing = an error.
+    // aws secretsmanager …, once the test gave a Secrets Manager ($SANDBOX/secrets-manager-endpoint): boto3 against it
+    // (aws-secretsmanager). Else get-secret-value --secret-id ARN --query SecretString --output text: the file named
+    // after the ARN's last part, printed as the CLI prints text output (a newline after the value); missing = an error.
     // aws s3 cp s3://BUCKET/KEY DEST: the file the test serves under $SANDBOX/s3/BUCKET/KEY.
     // aws ecr get-login-password: a token, as the instance profile would get.
     (
         "aws",
-        "case \"$1 $2\" in\n  'secretsmanager get-secret-value')\n    while [ \"$1\" != --secret-id ]; do shift; done\n    f=\"$SANDBOX/secrets-manager/${2##*:}\"\n    [ -f \"$f\" ] || { echo \"An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation: Secrets Manager can't find the specified secret.\" >&2; exit 254; }\n    cat \"$f\"; echo ;;\n  's3 cp')\n    shift 2; set -- $(for a in \"$@\"; do case \"$a\" in --*) ;; *) echo \"$a\";; esac; done)\n    f=\"$SANDBOX/s3/${1#s3://}\"\n    [ -f \"$f\" ] || { echo \"fatal error: An error occurred (404) when calling the HeadObject operation: Not Found\" >&2; exit 1; }\n    cp \"$f\" \"$2\" ;;\n  'ecr get-login-password') echo 'ecr-token-from-the-instance-profile' ;;\n  *) echo \"aws: not modelled in the sandbox: $*\" >&2; exit 255 ;;\nesac\n",
+        "if [ \"$1\" = secretsmanager ] && [ -f \"$SANDBOX/secrets-manager-endpoint\" ]; then exec \"$SANDBOX/bin/aws-secretsmanager\" \"$@\"; fi\ncase \"$1 $2\" in\n  'secretsmanager get-secret-value')\n    while [ \"$1\" != --secret-id ]; do shift; done\n    f=\"$SANDBOX/secrets-manager/${2##*:}\"\n    [ -f \"$f\" ] || { echo \"An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation: Secrets Manager can't find the specified secret.\" >&2; exit 254; }\n    cat \"$f\"; echo ;;\n  's3 cp')\n    shift 2; set -- $(prev=''; for a in \"$@\"; do case \"$prev $a\" in '--region '* | *' --'*) ;; *) echo \"$a\";; esac; prev=\"$a\"; done)\n    f=\"$SANDBOX/s3/${1#s3://}\"\n    [ -f \"$f\" ] || { echo \"fatal error: An error occurred (404) when calling the HeadObject operation: Not Found\" >&2; exit 1; }\n    cp \"$f\" \"$2\" ;;\n  'ecr get-login-password') echo 'ecr-token-from-the-instance-profile' ;;\n  *) echo \"aws: not modelled in the sandbox: $*\" >&2; exit 255 ;;\nesac\n",
     ),
 ];
+
+/// The sandbox's `aws secretsmanager` once the test gave it a Secrets Manager (moto): a real client (boto3) for the
+/// argument forms dify-bootstrap uses, printing and failing as the AWS CLI does. The test seeds and reads the secret
+/// with it too (`create-secret`, as the provider creates it).
+const AWS_SECRETSMANAGER: &str = r#"
+import json, os, sys
+import boto3, botocore.exceptions
+args = sys.argv[1:]
+opts = dict(zip(args[2::2], args[3::2]))
+if not opts.get("--region"):
+    sys.exit("You must specify a region. You can also configure your region by running 'aws configure'.")
+def text(value):
+    return open(value[len("file://"):]).read() if value.startswith("file://") else value
+client = boto3.client("secretsmanager", region_name=opts["--region"], aws_access_key_id="sandbox", aws_secret_access_key="sandbox",
+                      endpoint_url=open(os.environ["SANDBOX"] + "/secrets-manager-endpoint").read().strip())
+try:
+    if args[1] == "get-secret-value":
+        reply = client.get_secret_value(SecretId=opts["--secret-id"])
+        if (opts.get("--query"), opts.get("--output")) == ("SecretString", "text"):
+            print(reply["SecretString"])
+            sys.exit(0)
+    elif args[1] == "put-secret-value":
+        reply = client.put_secret_value(SecretId=opts["--secret-id"], SecretString=text(opts["--secret-string"]))
+    elif args[1] == "create-secret":
+        reply = client.create_secret(Name=opts["--name"], SecretString=text(opts["--secret-string"]))
+    else:
+        sys.stderr.write("aws: not modelled in the sandbox: " + " ".join(args) + "\n")
+        sys.exit(255)
+except botocore.exceptions.ClientError as e:
+    sys.stderr.write(f"\nAn error occurred ({e.response['Error']['Code']}) when calling the {e.operation_name} operation: {e.response['Error']['Message']}\n")
+    sys.exit(254)
+print(json.dumps({k: v for k, v in reply.items() if k in ("ARN", "Name", "VersionId")}, indent=4))
+"#;
 
 impl BootSandbox {
     /// A sandbox holding `user_data`'s files under `root/`, with the release models of `tests/contract/` as the
@@ -85,6 +120,15 @@ impl BootSandbox {
                 copy_dir(&release.path(), &dir.path().join("upstream").join(version));
             }
         }
+        let aws = bin.join("aws-secretsmanager");
+        std::fs::write(&aws, format!("#!{}\n{AWS_SECRETSMANAGER}", venv().join("bin/python").display())).unwrap();
+        std::fs::set_permissions(&aws, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        // The instance metadata every instance has (IMDSv2: a token, then the region).
+        let imds = dir.path().join("web/169.254.169.254/latest");
+        std::fs::create_dir_all(imds.join("api")).unwrap();
+        std::fs::create_dir_all(imds.join("meta-data/placement")).unwrap();
+        std::fs::write(imds.join("api/token"), "sandbox-imds-token").unwrap();
+        std::fs::write(imds.join("meta-data/placement/region"), "us-east-1").unwrap();
         std::fs::write(dir.path().join("fstab"), "").unwrap();
         std::fs::write(dir.path().join("image-has-compose"), "").unwrap();
         BootSandbox { dir }
@@ -126,6 +170,23 @@ impl BootSandbox {
     /// Puts a secret into the stand-in Secrets Manager, under the last part of its ARN.
     pub fn secret(&self, name: &str, value: &str) {
         std::fs::write(self.path("secrets-manager").join(name), value).unwrap();
+    }
+
+    /// `aws secretsmanager` talks to the Secrets Manager at `endpoint` (moto) instead of the sandbox's files.
+    pub fn use_secrets_manager(&self, endpoint: &str) {
+        std::fs::write(self.path("secrets-manager-endpoint"), endpoint).unwrap();
+    }
+
+    /// An instance tag as the instance metadata serves it (`meta-data/tags/instance/KEY`).
+    pub fn instance_tag(&self, key: &str, value: &str) {
+        let tags = self.path("web/169.254.169.254/latest/meta-data/tags/instance");
+        std::fs::create_dir_all(&tags).unwrap();
+        std::fs::write(tags.join(key), value).unwrap();
+    }
+
+    /// Runs the sandbox's `aws` (what dify-bootstrap runs), for the test to seed or read what the instance sees.
+    pub fn aws(&self, args: &[&str]) -> Output {
+        Command::new(self.path("bin/aws")).args(args).env("SANDBOX", self.dir.path()).output().unwrap()
     }
 
     /// Serves `file` at `url` (`s3://bucket/key` to `aws s3 cp`, `https://host/path` to `curl`).
@@ -193,7 +254,8 @@ impl BootSandbox {
         cmd.output().unwrap()
     }
 
-    fn command(&self, volume: &str) -> Command {
+    /// The bootstrap as dify.service runs it, with data volume `volume`, for the test to add to and start.
+    pub fn command(&self, volume: &str) -> Command {
         let mut cmd = Command::new("bash");
         cmd.arg(self.path("root/usr/local/sbin/dify-bootstrap"))
             .env("PATH", format!("{}:{}", self.path("bin").display(), std::env::var("PATH").unwrap_or_default()))
@@ -218,6 +280,11 @@ impl BootSandbox {
 
     pub fn calls(&self, tool: &str) -> usize {
         std::fs::read_to_string(self.path("calls")).unwrap_or_default().lines().filter(|l| l.starts_with(tool)).count()
+    }
+
+    /// The `curl` calls that left the instance (not to its metadata at 169.254.169.254).
+    pub fn curl_downloads(&self) -> usize {
+        std::fs::read_to_string(self.path("calls")).unwrap_or_default().lines().filter(|l| l.starts_with("curl") && !l.contains("169.254.169.254")).count()
     }
 
     /// The project directories `docker compose up` ran in, in order.

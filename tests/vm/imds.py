@@ -27,9 +27,8 @@ def respond(status, body=b"", content_type="text/plain"):
     sys.stdout.buffer.flush()
 
 
-def main():
-    state_path = sys.argv[1]
-    stdin = sys.stdin.buffer
+def read_request(stdin):
+    """One HTTP/1.1 request from stdin: (request line, headers with lower-case names, body)."""
     request_line = stdin.readline().decode("latin-1").strip()
     headers = {}
     while True:
@@ -39,8 +38,12 @@ def main():
         k, _, v = line.decode("latin-1").partition(":")
         headers[k.strip().lower()] = v.strip()
     length = int(headers.get("content-length") or 0)
-    if length:
-        stdin.read(length)
+    return request_line, headers, stdin.read(length) if length else b""
+
+
+def main():
+    state_path = sys.argv[1]
+    request_line, headers, _ = read_request(sys.stdin.buffer)
     parts = request_line.split()
     if len(parts) < 2:
         return respond(400)

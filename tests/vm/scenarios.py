@@ -12,6 +12,7 @@ Scenarios (each asserts on the guest's mounts, containers, the data volume's fil
   g volume made from a Compose install (docs/guides/move-compose-to-aws.md)
   h volume in the seed HCL module's layout (/opt/dify-data/{postgres,redis,weaviate})
   i apt-based guest (Docker not on the image)     j volume added to a stack that had none
+  k two instances of one stack (dify:index 1 booted first, then 0), one shared secret (--shared-user-data)
   m volume grown while the instance runs (online, through udev and dify-grow.service)
 """
 
@@ -50,8 +51,12 @@ NAMES = {
     "h": "h_migration_from_seed_module_layout",
     "i": "i_apt_based_guest",
     "j": "j_volume_added_to_volumeless_stack",
+    "k": "k_two_instances_share_one_secret",
     "m": "m_volume_grown_while_running",
 }
+SHARED_SECRET = "dify/prd/app-secrets"  # boot::shared_secret_name("prd"), as tests/golden/user-data-shared-secrets.yaml names it
+# What every instance of a stack must hold alike (DIFY_GENERATED_SECRETS of the default configuration).
+SHARED_KEYS = ("SECRET_KEY", "INIT_PASSWORD", "SANDBOX_API_KEY", "PLUGIN_DAEMON_KEY", "PLUGIN_DIFY_INNER_API_KEY")
 
 _print_lock = threading.Lock()
 results = {}
@@ -240,9 +245,9 @@ class Runner:
             self.timings.append((what, seconds))
         log(f"time: {what} {seconds:.0f}s")
 
-    def vm(self, name, disk, **kw):
+    def vm(self, name, disk, user_data=None, **kw):
         wd = os.path.join(self.work, name)
-        return twin.VM(wd, self.image, self.user_data, self.release, data=disk, name=name, smp=self.args.smp,
+        return twin.VM(wd, self.image, user_data or self.user_data, self.release, data=disk, name=name, smp=self.args.smp,
                        memory_mb=self.args.memory, **kw)
 
     def disk(self, name, size="4G"):
@@ -514,6 +519,68 @@ class Runner:
         finally:
             vm.shutdown()
 
+    def scenario_k(self):
+        # Two instances of one multi-instance stack, each with its own blank data volume, and the stack's shared secret
+        # as the provider creates it (SecretString "{}"). Index 1 boots first: it must wait, never write; index 0 fills
+        # the secret; both then serve Dify with the same secrets, so a session made on one is valid on the other.
+        store = os.path.join(self.work, "secretsmanager-k.json")
+        with open(store, "w") as f:
+            json.dump({SHARED_SECRET: {"SecretString": "{}"}}, f)
+        user_data = os.path.abspath(self.args.shared_user_data)
+        vms = []
+        for index in (1, 0):
+            disk = self.disk(f"vol-k{index}")
+            tags = {"Name": f"k{index}", "dify:managed-by": "terraform-provider-dify", "dify:data-volume": disk.volume_id,
+                    "dify:index": str(index)}
+            # Under TCG a boot is several times slower than on EC2 (index 0 took 23 minutes to fill the secret on a
+            # busy machine): index 1 gets a longer wait than the 900 s default, through systemd's environment.
+            vms.append((self.vm(f"k{index}", disk, user_data=user_data, tags=tags, secretsmanager=store,
+                                append=f"systemd.setenv=DIFY_SHARED_SECRETS_WAIT_SECONDS={BOOT_TIMEOUT * 2}"), disk))
+        (vm1, disk1), (vm0, disk0) = vms
+        try:
+            vm1.start()
+            log("k1: started (index 1, before index 0)")
+            vm1.wait_agent(300)
+            deadline = time.time() + 900
+            while "waiting for instance 0 to fill" not in vm1.console_text():
+                failed = [l for l in vm1.console_text().splitlines() if "dify-bootstrap: FAILED" in l]
+                if failed or time.time() > deadline or not vm1.running():
+                    raise Failed(f"index 1 never said it waits for instance 0: {failed[-1:] or 'no such console line'}")
+                time.sleep(5)
+            log("k1: waits for instance 0")
+            calls = open(store + ".log").read().splitlines()
+            check(not any("PutSecretValue" in c for c in calls), f"index 1 wrote the shared secret: {calls}")
+            check(json.load(open(store))[SHARED_SECRET]["SecretString"] == "{}", "the secret changed before index 0 booted")
+            t = time.time()
+            q, stuck0 = self.boot(vm0, disk0.serial, "k index 0")
+            q, stuck1 = settle(vm1, disk1.serial, timeout=BOOT_TIMEOUT + int(t - vm1.started))
+            self.timing("k index 1 settled after index 0 started", time.time() - t)
+            facts = [probe(vm, disk.serial, vm.workdir, f"k{i}") for i, (vm, disk) in ((1, vms[0]), (0, vms[1]))]
+            for (vm, disk), f, stuck in zip(vms, facts, (stuck1, stuck0)):
+                try:
+                    assert_serving(f, disk.volume_id)
+                except Failed as e:
+                    raise Failed(f"{vm.name}: {e}" + (f" ({stuck})" if stuck else ""))
+            hashes = [f.get("dotenv_secret_sha256", {}) for f in facts]
+            for key in SHARED_KEYS:
+                check(hashes[0].get(key) and hashes[0].get(key) == hashes[1].get(key),
+                      f"{key} differs between the instances' .env (sha256 {hashes[0].get(key)} vs {hashes[1].get(key)})")
+            writes = [c for c in open(store + ".log").read().splitlines() if "PutSecretValue" in c]
+            check(len(writes) == 1, f"the shared secret was written {len(writes)} times, not once (by index 0): {writes}")
+            shared = json.loads(json.load(open(store))[SHARED_SECRET]["SecretString"])
+            check(set(SHARED_KEYS) <= set(shared), f"the shared secret lacks {sorted(set(SHARED_KEYS) - set(shared))}")
+            consoles = vm0.console_text() + vm1.console_text()
+            leaked = [k for k, v in shared.items() if v and v in consoles]
+            check(not leaked, f"the console shows the value of {leaked}")
+            check(all(f["twin_aws"] and all("--region ap-northeast-1" in l for l in f["twin_aws"]) for f in facts),
+                  f"an aws call without the instance's region: {[f['twin_aws'] for f in facts]}")
+            report("k", True)
+        except Failed as e:
+            report("k", False, str(e))
+        finally:
+            vm0.shutdown()
+            vm1.shutdown()
+
     def scenario_m(self):
         # size_gb raised while the instance runs (EBS ModifyVolume): the kernel reports the volume's new size with a
         # block "change" event (RESIZE=1), the user data's udev rule starts dify-grow.service, and the mounted
@@ -567,7 +634,7 @@ class Runner:
 
 
 def run_job(runner, job, want):
-    keys = {"abfc": "abfc", "d": "d", "e": "e", "g": "g", "h": "h", "i": "i", "j": "j", "m": "m"}[job]
+    keys = {"abfc": "abfc", "d": "d", "e": "e", "g": "g", "h": "h", "i": "i", "j": "j", "k": "k", "m": "m"}[job]
     try:
         if job == "abfc":
             runner.chain_abfc(want)
@@ -585,7 +652,9 @@ def main():
     p.add_argument("--user-data", default=os.path.join(ROOT, "tests/golden/user-data-default.yaml"))
     p.add_argument("--release", default=os.path.join(ROOT, "tests/contract/dify-1.13.3"),
                    help="the release directory `git clone` yields in the guest (its docker/ is the compose fixture)")
-    p.add_argument("--only", default="abcdefghijm", help="scenario letters, e.g. abc")
+    p.add_argument("--shared-user-data", default=os.path.join(ROOT, "tests/golden/user-data-shared-secrets.yaml"),
+                   help="scenario k: the user data of an instance of a multi-instance stack (DIFY_SHARED_SECRETS)")
+    p.add_argument("--only", default="abcdefghijkm", help="scenario letters, e.g. abc")
     p.add_argument("--jobs", type=int, default=2, help="VMs at once")
     p.add_argument("--smp", type=int, default=1)
     p.add_argument("--memory", type=int, default=1536)
@@ -602,7 +671,7 @@ def main():
     t0 = time.time()
     runner = Runner(args)
     log(f"image {runner.image}; work {runner.work}; user data {runner.user_data}; release {runner.release}")
-    jobs = [j for j in ["abfc", "d", "j", "g", "e", "h", "i", "m"] if set(j if j != "abfc" else "abfc") & want]
+    jobs = [j for j in ["abfc", "k", "d", "j", "g", "e", "h", "i", "m"] if set(j if j != "abfc" else "abfc") & want]
     queue = list(jobs)
     qlock = threading.Lock()
 

@@ -7,10 +7,11 @@ A VM here has:
   - the Dify data volume as an NVMe disk whose serial is the volume id without its dash (as on Nitro), backed by a
     raw file the caller owns (it outlives VMs; it can be grown, and hot-plugged after boot);
   - the IMDSv2 twin (imds.py) at 169.254.169.254, answering from a JSON file per VM;
+  - optionally the Secrets Manager twin (secretsmanager.py) at 169.254.169.254:4566, one store per stack;
   - two read-only 9p shares: tests/vm/share (stand-ins, at /mnt/twin) and the Dify release fixture (/mnt/twin-release);
   - a QMP socket (hot-plug, block_resize, powerdown), the guest agent over virtio-serial (commands and their output),
     and the serial console logged to console.log.
-QEMU's user network is `restrict=on`: the guest reaches nothing but the IMDS twin.
+QEMU's user network is `restrict=on`: the guest reaches nothing but the IMDS (and Secrets Manager) twins.
 
 Used as a library by scenarios.py; `python3 twin.py boot USER_DATA` boots one VM by hand and prints where it lives.
 """
@@ -93,7 +94,7 @@ class QmpError(Exception):
 
 class VM:
     def __init__(self, workdir, image, user_data, release_dir, instance_id=None, data=None, attach_data=True,
-                 tags=None, smp=1, memory_mb=1536, append="", name="twin"):
+                 tags=None, smp=1, memory_mb=1536, append="", name="twin", secretsmanager=None):
         self.workdir = workdir
         self.image = image
         self.user_data = user_data
@@ -105,6 +106,8 @@ class VM:
         self.memory_mb = memory_mb
         self.append = append
         self.name = name
+        # The Secrets Manager twin's store (secretsmanager.py), shared by the VMs of one stack; None: not reachable.
+        self.secretsmanager = secretsmanager
         self.proc = None
         self.started = None
         os.makedirs(workdir, exist_ok=True)
@@ -159,6 +162,9 @@ class VM:
             if os.path.exists(p):
                 os.unlink(p)
         imds = f"python3 {os.path.join(HERE, 'imds.py')} {self.imds_state}"
+        forwards = f"guestfwd=tcp:169.254.169.254:80-cmd:{imds}"
+        if self.secretsmanager:
+            forwards += f",guestfwd=tcp:169.254.169.254:4566-cmd:python3 {os.path.join(HERE, 'secretsmanager.py')} {self.secretsmanager}"
         append = f"root=/dev/vda rw console=ttyS0 apparmor=0 mitigations=off systemd.show_status=1 {self.append}".strip()
         cmd = [
             "qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-cpu", os.environ.get("DIFY_VM_CPU", "qemu64"), "-smp", str(self.smp),
@@ -169,8 +175,7 @@ class VM:
             "-device", "virtio-blk-pci,drive=root",
             "-drive", f"if=none,id=seed,file={seed},format=raw,readonly=on",
             "-device", "virtio-blk-pci,drive=seed",
-            "-netdev", "user,id=n0,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15,restrict=on,"
-                       f"guestfwd=tcp:169.254.169.254:80-cmd:{imds}",
+            "-netdev", f"user,id=n0,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15,restrict=on,{forwards}",
             "-device", "virtio-net-pci,netdev=n0",
             "-virtfs", f"local,path={SHARE},mount_tag=twin,security_model=none,readonly=on,id=twin",
             "-virtfs", f"local,path={self.release_dir},mount_tag=release,security_model=none,readonly=on,id=release",

@@ -128,6 +128,10 @@ def main():
         body = open(secrets, "rb").read()
         facts["secrets"] = {"sha256": hashlib.sha256(body).hexdigest(), "mode": oct(os.stat(secrets).st_mode & 0o777),
                             "keys": [line.split(b"=")[0].decode() for line in body.splitlines() if b"=" in line]}
+        # What Dify reads: the hash of each generated secret's value in the running release's .env (never a value).
+        dotenv = dict(l.split("=", 1) for l in open("/opt/dify/current/docker/.env", errors="replace").read().splitlines()
+                      if "=" in l and not l.startswith("#")) if os.path.exists("/opt/dify/current/docker/.env") else {}
+        facts["dotenv_secret_sha256"] = {k: hashlib.sha256(dotenv[k].encode()).hexdigest() for k in facts["secrets"]["keys"] if k in dotenv}
     facts["containers"] = containers()
     rc, out, _ = run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
                      "http://127.0.0.1:80/console/api/ping")
@@ -171,6 +175,7 @@ def main():
     rc, out, _ = run("sh", "-c", "command -v docker; docker compose version 2>&1 | head -1; command -v dnf apt-get")
     facts["tools"] = out.split("\n")
     facts["twin_git"] = tail("/var/log/twin-git.log", 10)
+    facts["twin_aws"] = tail("/var/log/twin-aws.log", 20)
     print(json.dumps(facts))
 
 
