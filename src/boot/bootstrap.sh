@@ -517,23 +517,34 @@ set_compose_file() {
 
 # Pulls every image the project will run, before the data volume is needed: the images and profiles `up` resolves
 # depend on the provider's settings, image_overrides and image_registry, never on a secret, so the release's
-# .env.example with the provider's settings (no secret in it) resolves the same ones Dify's .env will. An image
-# already present is not pulled again: a reboot pulls nothing.
+# .env.example with the provider's settings (no secret in it) resolves the same ones Dify's .env will. Only the
+# services whose image is not on the instance are pulled, so a reboot asks no registry anything (`pull --policy
+# missing` would: Compose pulls a `:latest` image again even when it is present, and Dify's nginx, squid and busybox
+# are `:latest`).
 pull_images() {
-  local env_file=.env.prepare policy=(--policy missing) started=$SECONDS
+  local env_file=.env.prepare missing=() service image resolved started=$SECONDS
   load_env_lines "$SETTINGS.compose"
   write_env .env.example "$env_file"
   if [ -n "${DIFY_IMAGE_REGISTRY:-}" ]; then
     write_images_override "$env_file"
     registry_login
   fi
-  # Compose before v2.22 has no --policy: it asks the registry about every image, and downloads only what changed.
-  docker compose pull --help 2>/dev/null | grep -q -- '--policy' || policy=()
-  echo "dify-bootstrap: pulling the images of Dify $DIFY_VERSION"
-  docker compose --env-file "$env_file" pull --quiet "${policy[@]}" ||
-    fail "pulling the images of Dify $DIFY_VERSION from ${DIFY_IMAGE_REGISTRY:-their registries}"
+  resolved="$(docker compose --env-file "$env_file" config --format json |
+    python3 -c 'import json, sys; [print(n, s["image"]) for n, s in sorted(json.load(sys.stdin)["services"].items()) if s.get("image")]')" ||
+    fail "resolving the images of Dify $DIFY_VERSION's compose file"
+  while read -r service image; do
+    [ -n "$service" ] || continue
+    docker image inspect "$image" >/dev/null 2>&1 || missing+=("$service")
+  done <<<"$resolved"
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "dify-bootstrap: pulling the images of ${missing[*]} (Dify $DIFY_VERSION)"
+    docker compose --env-file "$env_file" pull --quiet "${missing[@]}" ||
+      fail "pulling the images of Dify $DIFY_VERSION from ${DIFY_IMAGE_REGISTRY:-their registries}"
+    echo "dify-bootstrap: images pulled in $((SECONDS - started))s"
+  else
+    echo "dify-bootstrap: every image of Dify $DIFY_VERSION is on this instance already"
+  fi
   rm -f "$env_file"
-  echo "dify-bootstrap: images pulled in $((SECONDS - started))s"
 }
 
 start_dify() {

@@ -45,7 +45,7 @@ fn every_image_up_runs_is_pulled_and_the_marker_printed_before_the_data_volume_i
         assert!(at(&log, MARKER) < at(&log, "is blank; creating a filesystem"), "the marker comes before the volume is touched:\n{log}");
         assert!(at(&log, "Dify 1.13.3 started") > at(&log, MARKER));
         let calls = std::fs::read_to_string(s.path("calls")).unwrap();
-        assert!(at(&calls, "docker compose --env-file .env.prepare pull --quiet --policy missing") < at(&calls, "blkid"), "pulled before the disk is probed:\n{calls}");
+        assert!(at(&calls, "docker compose --env-file .env.prepare pull --quiet ") < at(&calls, "blkid"), "pulled before the disk is probed:\n{calls}");
         if config.image_registry.is_some() {
             assert!(at(&calls, "docker login") < at(&calls, " pull "), "logged in to the registry before the pull:\n{calls}");
         }
@@ -55,6 +55,13 @@ fn every_image_up_runs_is_pulled_and_the_marker_printed_before_the_data_volume_i
         assert_eq!(pulled, images_up_runs(&project), "the images pulled before the volume are exactly the ones up runs");
         assert!(!project.join(".env.prepare").exists(), "the settings-only env file is gone once pulled");
         assert_eq!(calls.lines().filter(|l| l.contains(" up ")).count(), 1);
+
+        // A reboot: every image is there, so no registry is asked anything (not even for `:latest` ones).
+        assert!(s.boot("vol-0abc").status.success(), "{}", s.log());
+        let calls = std::fs::read_to_string(s.path("calls")).unwrap();
+        assert_eq!(calls.lines().filter(|l| l.contains(" pull ")).count(), 1, "a reboot pulls nothing:\n{calls}");
+        assert!(s.log().contains("every image of Dify 1.13.3 is on this instance already"), "{}", s.log());
+        assert_eq!(s.compose_up_dirs().len(), 2);
     }
 }
 
