@@ -12,6 +12,7 @@ Scenarios (each asserts on the guest's mounts, containers, the data volume's fil
   g volume made from a Compose install (docs/guides/move-compose-to-aws.md)
   h volume in the seed HCL module's layout (/opt/dify-data/{postgres,redis,weaviate})
   i apt-based guest (Docker not on the image)     j volume added to a stack that had none
+  l pre-warmed replacement: the new VM gets ready without the volume while the old one serves (issue 17)
 """
 
 import argparse
@@ -28,6 +29,7 @@ import traceback
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import switch  # noqa: E402
 import twin  # noqa: E402
 
 ROOT = twin.ROOT
@@ -49,6 +51,7 @@ NAMES = {
     "h": "h_migration_from_seed_module_layout",
     "i": "i_apt_based_guest",
     "j": "j_volume_added_to_volumeless_stack",
+    "l": "l_prewarmed_replacement",
 }
 
 _print_lock = threading.Lock()
@@ -512,9 +515,74 @@ class Runner:
         finally:
             vm.shutdown()
 
+    def scenario_l(self):
+        # issue 17's pre-warmed replacement: the new instance is launched with the volume's tag while the old one
+        # serves; it installs what it needs, fetches the release and pulls every image, prints the marker and waits
+        # for the volume. Only then is the old one stopped and the volume moved; what is left is mount, secrets, up.
+        disk = self.disk("vol-l")
+        old = self.vm("l-old", disk, append=switch.pull_append())
+        new = self.vm("l-new", disk, attach_data=False, append=switch.pull_append())
+        version = switch.version_of(self.user_data)
+        try:
+            old.start()
+            new.start()
+            watch = switch.ConsoleWatch(new)
+            log("l: old and new VMs started (the new one without the data volume)")
+            old.wait_agent(300)
+            q, stuck = settle(old, disk.serial)
+            self.timing("l old VM first boot, settled", time.time() - old.started)
+            before = probe(old, disk.serial, old.workdir, "l-old")
+            assert_serving(before, disk.volume_id)
+            check(not stuck, stuck)
+            try:
+                watch.wait("prepared", BOOT_TIMEOUT - (time.time() - new.started))
+            except RuntimeError as e:
+                raise Failed(f"the new VM never printed its marker: {e}")
+            self.timing("l new VM prepared (marker)", watch.at("prepared") - new.started)
+            check(watch.seen["prepared"][1].endswith(f"DIFY-PREPARED {version}"), f"marker line {watch.seen['prepared'][1]!r} does not name {version}")
+            new.wait_agent(300)
+            time.sleep(10)  # a Dify that (wrongly) went on without its volume would be starting by now
+            waiting = quick(new, disk.serial)
+            pulls = new.sh("cat /var/log/twin-pull.log")[1]
+            running = new.sh("docker ps -q")[1].split()
+            check(waiting["dify"] == "activating" and not waiting["mount"],
+                  f"after its marker, without the volume, the new VM's dify.service is {waiting['dify']} (mount {waiting['mount']}): it did not wait")
+            check(not running, f"the new VM runs {len(running)} containers before it has its data volume")
+            check(len(pulls.splitlines()) >= 5, f"the new VM pulled {len(pulls.splitlines())} images before its marker: {pulls[-300:]}")
+
+            t0 = time.time()
+            clean = old.shutdown(timeout=switch.STOP_TIMEOUT)
+            stopped = time.time()
+            check(clean, f"the old VM did not power off cleanly (killed after {switch.STOP_TIMEOUT} s)")
+            new.hotplug_data()
+            try:
+                served = switch.wait_ping(new, BOOT_TIMEOUT, watch)
+            except RuntimeError as e:
+                raise Failed(f"after the volume moved: {e}")
+            self.timing(f"l downtime {served - t0:.0f}s: old VM stop {stopped - t0:.0f}s, hot-plug to ping {served - stopped:.0f}s", served - t0)
+            q, stuck = settle(new, disk.serial, timeout=time.time() - new.started + 600)
+            after = probe(new, disk.serial, new.workdir, "l-new")
+            assert_serving(after, disk.volume_id)
+            assert_ordering(after)
+            check(not stuck, stuck)
+            check(after["db_cluster"] == before["db_cluster"], f"database cluster {before['db_cluster']} -> {after['db_cluster']}: not the old VM's data")
+            check((after.get("secrets") or {}).get("sha256") == before["secrets"]["sha256"], "the new VM made new secrets")
+            check(after["mount"]["uuid"] == before["mount"]["uuid"], "filesystem UUID changed: the volume was reformatted")
+            pulls_after = new.sh("cat /var/log/twin-pull.log")[1]
+            check(pulls_after == pulls, f"the new VM pulled during the downtime: {pulls_after[len(pulls):][-300:]}")
+            console = watch.poll()
+            order = [console.find(switch.PREPARED), console.find("for data volume"), console.find(f"Dify {version} started")]
+            check(-1 not in order and order == sorted(order), f"console order (marker, volume wait, started) is {order}")
+            report("l", True)
+        except Failed as e:
+            report("l", False, str(e))
+        finally:
+            new.shutdown()
+            old.shutdown()
+
 
 def run_job(runner, job, want):
-    keys = {"abfc": "abfc", "d": "d", "e": "e", "g": "g", "h": "h", "i": "i", "j": "j"}[job]
+    keys = {"abfc": "abfc", "d": "d", "e": "e", "g": "g", "h": "h", "i": "i", "j": "j", "l": "l"}[job]
     try:
         if job == "abfc":
             runner.chain_abfc(want)
@@ -532,7 +600,7 @@ def main():
     p.add_argument("--user-data", default=os.path.join(ROOT, "tests/golden/user-data-default.yaml"))
     p.add_argument("--release", default=os.path.join(ROOT, "tests/contract/dify-1.13.3"),
                    help="the release directory `git clone` yields in the guest (its docker/ is the compose fixture)")
-    p.add_argument("--only", default="abcdefghij", help="scenario letters, e.g. abc")
+    p.add_argument("--only", default="abcdefghijl", help="scenario letters, e.g. abc")
     p.add_argument("--jobs", type=int, default=2, help="VMs at once")
     p.add_argument("--smp", type=int, default=1)
     p.add_argument("--memory", type=int, default=1536)
@@ -549,7 +617,7 @@ def main():
     t0 = time.time()
     runner = Runner(args)
     log(f"image {runner.image}; work {runner.work}; user data {runner.user_data}; release {runner.release}")
-    jobs = [j for j in ["abfc", "d", "j", "g", "e", "h", "i"] if set(j if j != "abfc" else "abfc") & want]
+    jobs = [j for j in ["abfc", "l", "d", "j", "g", "e", "h", "i"] if set(j if j != "abfc" else "abfc") & want]
     queue = list(jobs)
     qlock = threading.Lock()
 
