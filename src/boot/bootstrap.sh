@@ -506,6 +506,7 @@ configure_project() {
   set_compose_file
 }
 
+# COMPOSE_FILE for Dify's .env (and the settings-only env of the pull), set again for each as DIFY_ENV is rebuilt.
 set_compose_file() {
   if [ -n "${DIFY_IMAGE_REGISTRY:-}" ]; then
     DIFY_ENV[COMPOSE_FILE]="docker-compose.yaml"
