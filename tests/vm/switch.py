@@ -7,6 +7,7 @@ second. Console lines are timestamped on the host as they appear on the serial c
 
 import os
 import re
+import threading
 import time
 
 PREPARED = "dify-bootstrap: DIFY-PREPARED"
@@ -33,21 +34,30 @@ def version_of(user_data):
 
 
 class ConsoleWatch:
-    """The host time each wanted console line first appeared (polled every half second by the caller's waits)."""
+    """The host time each wanted console line first appeared: the console is read every half second, in a thread of
+    its own, so a line is timed when it appears, not when someone next looks."""
 
     def __init__(self, vm):
         self.vm = vm
         self.seen = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self):
+        while self.vm.proc is None or self.vm.running():
+            self.poll()
+            time.sleep(0.5)
 
     def poll(self):
-        text = self.vm.console_text()
-        now = time.time()
-        for line in text.splitlines():
-            for key, match in (("prepared", lambda l: PREPARED in l), ("started", lambda l: STARTED.search(l)),
-                               ("failed", lambda l: FAILED in l), ("waiting", lambda l: "for data volume" in l and "waiting up to" in l)):
-                if key not in self.seen and match(line):
-                    self.seen[key] = (now, line.strip())
-        return text
+        with self.lock:
+            text = self.vm.console_text()
+            now = time.time()
+            for line in text.splitlines():
+                for key, match in (("prepared", lambda l: PREPARED in l), ("started", lambda l: STARTED.search(l)),
+                                   ("failed", lambda l: FAILED in l), ("waiting", lambda l: "for data volume" in l and "waiting up to" in l)):
+                    if key not in self.seen and match(line):
+                        self.seen[key] = (now, line.strip())
+            return text
 
     def wait(self, key, timeout):
         """Waits for a line of `key`; returns its host time. Raises RuntimeError on a FAILED line or a timeout."""
