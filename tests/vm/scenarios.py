@@ -126,13 +126,14 @@ def quick(vm, serial):
     if rc != 0:
         raise RuntimeError(f"quick probe failed: {err[-500:]}")
     q = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return {k: (q.get(k) or None) if k in ("device", "mount") else q.get(k, "") for k in ("boot_id", "system", "dify", "device", "mount")}
+    return {k: (q.get(k) or None) if k in ("device", "mount") else q.get(k, "") for k in ("boot_id", "system", "dify", "device", "mount", "prepared")}
 
 
 def settle(vm, serial, timeout=BOOT_TIMEOUT, stuck_after=90, boot_id=None):
     """Waits until the boot is over (systemd: running/degraded, dify.service not activating). Returns (quick facts,
     None) or (quick facts, why it stopped waiting). A bootstrap that has not mounted the data volume stuck_after
-    seconds after it appeared is reported, not waited for (today's script would wait 300 s for a name it never finds)."""
+    seconds after it appeared, once past its DIFY-PREPARED marker (before it, Docker, the release and the pulls come
+    first), is reported, not waited for (it would wait an hour for a name it never finds)."""
     deadline = vm.started + timeout if boot_id is None else time.time() + timeout
     device_seen = None
     q = {}
@@ -150,7 +151,7 @@ def settle(vm, serial, timeout=BOOT_TIMEOUT, stuck_after=90, boot_id=None):
             continue
         if q["system"] in ("running", "degraded") and q["dify"] != "activating":
             return q, None
-        if q["device"] and not q["mount"] and q["dify"] == "activating":
+        if q["device"] and not q["mount"] and q["dify"] == "activating" and q["prepared"]:
             device_seen = device_seen or time.time()
             if time.time() - device_seen > stuck_after:
                 return q, (f"dify-bootstrap had not mounted the data volume {stuck_after}s after {q['device']} "
