@@ -70,11 +70,11 @@ test: venv tf-venvs tools
 	cargo test --locked
 
 # The VM twin (tests/vm/): the user data of a stack applied against the emulator, booted by cloud-init in real Debian
-# VMs under QEMU (TCG) with an NVMe data volume, an IMDSv2 twin and Docker running stand-in images; eleven scenarios
-# (first boot, reboot, replacement, late attach, an erroring disk, growth, two migrations, apt, a volume added later,
-# a pre-warmed replacement),
-# each PASS or FAIL, then `N passed, M failed`. The guest image is built once with mmdebstrap and cached under
-# ~/.cache/terraform-provider-dify/vm/, keyed by its recipe. Not in `make test` yet (see above).
+# VMs under QEMU (TCG) with an NVMe data volume, an IMDSv2 twin and Docker running stand-in images; twelve scenarios
+# (first boot, reboot, replacement, late attach, an erroring disk, growth at a restart and while running, two
+# migrations, apt, a volume added later, a pre-warmed replacement), each PASS or FAIL, then `N passed, M failed`.
+# The guest image is built once with mmdebstrap and cached under ~/.cache/terraform-provider-dify/vm/, keyed by its
+# recipe. Not in `make test` yet (see above).
 vm-tools:
 	@command -v mmdebstrap >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap)
 	@command -v qemu-system-x86_64 >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils)
@@ -84,7 +84,7 @@ vm-tools:
 
 define VM_TWIN
 cargo test --locked --test integration -- --ignored vm_twin_inputs_from_an_applied_stack
-$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghijl)
+$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghijlm)
 endef
 
 test-vm: venv tools vm-tools

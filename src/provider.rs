@@ -5,15 +5,85 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::aws::{self, ProviderConfig};
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::aws::{self, Connection, Endpoints};
 use crate::data_sources;
 use crate::resources;
 use crate::framework::decode::decode;
 use crate::framework::schema::{Attribute, Block, NestedBlock, Schema};
 use crate::framework::validate;
 use crate::framework::value::{Type, Value};
-use crate::framework::{DataSource, Diagnostics, ListResource, Provider, Resource};
+use crate::framework::timeouts::parse_duration;
+use crate::framework::{AttrPath, DataSource, Diagnostics, ListResource, Provider, Resource};
 use crate::log;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub session_name: Option<String>,
+    pub external_id: Option<String>,
+    pub duration: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DefaultTags {
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// The provider block, decoded (its schema is `DifyProvider::schema`).
+#[derive(Debug, Default, Deserialize)]
+pub struct ProviderConfig {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub assume_role: Option<AssumeRole>,
+    pub endpoints: Option<Endpoints>,
+    pub default_tags: Option<DefaultTags>,
+    pub max_retries: Option<i64>,
+    pub allowed_account_ids: Option<Vec<String>>,
+    pub forbidden_account_ids: Option<Vec<String>>,
+    pub skip_credentials_validation: Option<bool>,
+}
+
+impl ProviderConfig {
+    /// The block's own checks (each naming its attribute), then what `aws::connect` needs.
+    fn connection(self, diags: &mut Diagnostics) -> Option<Connection> {
+        let max_retries = match self.max_retries {
+            None => aws::DEFAULT_MAX_RETRIES,
+            Some(n) if (0..=100).contains(&n) => n as u32,
+            Some(_) => {
+                diags.error_at(AttrPath::root("max_retries"), "Invalid value for `max_retries`", "must be a whole number from 0 to 100.");
+                return None;
+            }
+        };
+        let assume_role = match self.assume_role {
+            None => None,
+            Some(role) => {
+                let duration = match role.duration.as_deref().map(parse_duration).transpose() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        diags.error_at(AttrPath::root("assume_role").attr("duration"), "Invalid value for `assume_role.duration`", e);
+                        return None;
+                    }
+                };
+                Some(aws::AssumeRole { role_arn: role.role_arn, session_name: role.session_name, external_id: role.external_id, duration })
+            }
+        };
+        Some(Connection {
+            region: self.region,
+            profile: self.profile,
+            assume_role,
+            endpoints: self.endpoints.unwrap_or_default(),
+            default_tags: self.default_tags.and_then(|d| d.tags).unwrap_or_default(),
+            max_retries,
+            allowed_account_ids: self.allowed_account_ids.unwrap_or_default(),
+            forbidden_account_ids: self.forbidden_account_ids.unwrap_or_default(),
+            skip_credentials_validation: self.skip_credentials_validation.unwrap_or(false),
+        })
+    }
+}
 
 /// The registry address Terraform knows this provider by (its namespace comes from the Makefile's NAMESPACE).
 pub const PROVIDER_ADDRESS: &str = concat!("registry.terraform.io/", env!("DIFY_PROVIDER_NAMESPACE"), "/dify");
@@ -94,7 +164,16 @@ impl Provider for DifyProvider {
                 return None;
             }
         };
-        let clients = aws::connect(&cfg, diags).await?;
+        let clients = match aws::connect(&cfg.connection(diags)?).await {
+            Ok(c) => c,
+            Err(e) => {
+                match e.attribute {
+                    Some(attr) => diags.error_at(AttrPath::root(attr), e.summary, e.detail),
+                    None => diags.error(e.summary, e.detail),
+                }
+                return None;
+            }
+        };
         log::info(
             "provider configured",
             &[

@@ -24,19 +24,19 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider as TlsProvider};
 use serde::Deserialize;
 
-use crate::framework::diag::{AttrPath, Diagnostic, Diagnostics};
-
 /// Default number of retries of a throttled or failed call (the SDK's standard retry mode with backoff).
 pub const DEFAULT_MAX_RETRIES: u32 = 25;
 
-#[derive(Debug, Default, Deserialize)]
+/// A role to assume for every call, with the settings the provider block gives it.
+#[derive(Debug, Default)]
 pub struct AssumeRole {
     pub role_arn: String,
     pub session_name: Option<String>,
     pub external_id: Option<String>,
-    pub duration: Option<String>,
+    pub duration: Option<Duration>,
 }
 
+/// Endpoint overrides per service (for emulators, proxies and private endpoints).
 #[derive(Debug, Default, Deserialize)]
 pub struct Endpoints {
     pub ec2: Option<String>,
@@ -47,23 +47,26 @@ pub struct Endpoints {
     pub dlm: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct DefaultTags {
-    pub tags: Option<BTreeMap<String, String>>,
-}
-
-/// The provider block, decoded.
-#[derive(Debug, Default, Deserialize)]
-pub struct ProviderConfig {
+/// How to reach AWS: what `connect` needs, already checked (the provider block's own checks are `provider`'s).
+#[derive(Debug, Default)]
+pub struct Connection {
     pub region: Option<String>,
     pub profile: Option<String>,
     pub assume_role: Option<AssumeRole>,
-    pub endpoints: Option<Endpoints>,
-    pub default_tags: Option<DefaultTags>,
-    pub max_retries: Option<i64>,
-    pub allowed_account_ids: Option<Vec<String>>,
-    pub forbidden_account_ids: Option<Vec<String>>,
-    pub skip_credentials_validation: Option<bool>,
+    pub endpoints: Endpoints,
+    pub default_tags: BTreeMap<String, String>,
+    pub max_retries: u32,
+    pub allowed_account_ids: Vec<String>,
+    pub forbidden_account_ids: Vec<String>,
+    pub skip_credentials_validation: bool,
+}
+
+/// Why `connect` could not give clients; `attribute` is the provider-block attribute that can fix it.
+#[derive(Debug)]
+pub struct ConnectError {
+    pub attribute: Option<&'static str>,
+    pub summary: &'static str,
+    pub detail: String,
 }
 
 /// Everything resources need from AWS, built once at configure and shared.
@@ -105,18 +108,10 @@ pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient 
     aws_smithy_http_client::Builder::new().tls_provider(TlsProvider::Rustls(CryptoMode::Ring)).build_https()
 }
 
-async fn base_config(cfg: &ProviderConfig, diags: &mut Diagnostics) -> Option<SdkConfig> {
-    let max_retries = match cfg.max_retries {
-        None => DEFAULT_MAX_RETRIES,
-        Some(n) if (0..=100).contains(&n) => n as u32,
-        Some(_) => {
-            diags.error_at(AttrPath::root("max_retries"), "Invalid value for `max_retries`", "must be a whole number from 0 to 100.");
-            return None;
-        }
-    };
+async fn base_config(cfg: &Connection) -> Result<SdkConfig, ConnectError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
-        .retry_config(RetryConfig::standard().with_max_attempts(max_retries + 1).with_max_backoff(Duration::from_secs(20)));
+        .retry_config(RetryConfig::standard().with_max_attempts(cfg.max_retries + 1).with_max_backoff(Duration::from_secs(20)));
     if let Some(region) = &cfg.region {
         loader = loader.region(Region::new(region.clone()));
     }
@@ -125,12 +120,11 @@ async fn base_config(cfg: &ProviderConfig, diags: &mut Diagnostics) -> Option<Sd
     }
     let mut sdk = loader.load().await;
     if sdk.region().is_none() {
-        diags.error_at(
-            AttrPath::root("region"),
-            "No AWS region",
-            "set `region` in the provider block, or AWS_REGION (or AWS_DEFAULT_REGION) in the environment.",
-        );
-        return None;
+        return Err(ConnectError {
+            attribute: Some("region"),
+            summary: "No AWS region",
+            detail: "set `region` in the provider block, or AWS_REGION (or AWS_DEFAULT_REGION) in the environment.".into(),
+        });
     }
     if let Some(role) = &cfg.assume_role {
         let mut builder = AssumeRoleProvider::builder(role.role_arn.clone())
@@ -138,30 +132,23 @@ async fn base_config(cfg: &ProviderConfig, diags: &mut Diagnostics) -> Option<Sd
         if let Some(id) = &role.external_id {
             builder = builder.external_id(id.clone());
         }
-        if let Some(d) = &role.duration {
-            match crate::framework::timeouts::parse_duration(d) {
-                Ok(d) => builder = builder.session_length(d),
-                Err(e) => {
-                    diags.error_at(AttrPath::root("assume_role").attr("duration"), "Invalid value for `assume_role.duration`", e);
-                    return None;
-                }
-            }
+        if let Some(d) = role.duration {
+            builder = builder.session_length(d);
         }
-        let sts_config = match cfg.endpoints.as_ref().and_then(|e| e.sts.clone()) {
+        let sts_config = match cfg.endpoints.sts.clone() {
             Some(url) => sdk.to_builder().endpoint_url(url).build(),
             None => sdk.clone(),
         };
         let provider = builder.configure(&sts_config).build().await;
         sdk = sdk.to_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider)).build();
     }
-    Some(sdk)
+    Ok(sdk)
 }
 
 /// Builds the clients and enforces `allowed_account_ids` / `forbidden_account_ids` with one STS call.
-pub async fn connect(cfg: &ProviderConfig, diags: &mut Diagnostics) -> Option<AwsClients> {
-    let sdk = base_config(cfg, diags).await?;
-    let endpoints = cfg.endpoints.as_ref();
-    let endpoint = |pick: fn(&Endpoints) -> &Option<String>| endpoints.and_then(|e| pick(e).clone());
+pub async fn connect(cfg: &Connection) -> Result<AwsClients, ConnectError> {
+    let sdk = base_config(cfg).await?;
+    let endpoint = |pick: fn(&Endpoints) -> &Option<String>| pick(&cfg.endpoints).clone();
     macro_rules! client {
         ($krate:ident, $pick:expr) => {{
             let mut b = $krate::config::Builder::from(&sdk).interceptor(calls::CallLogger);
@@ -174,7 +161,7 @@ pub async fn connect(cfg: &ProviderConfig, diags: &mut Diagnostics) -> Option<Aw
     let clients = AwsClients {
         region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
         account_id: None,
-        default_tags: cfg.default_tags.as_ref().and_then(|d| d.tags.clone()).unwrap_or_default(),
+        default_tags: cfg.default_tags.clone(),
         ec2: client!(aws_sdk_ec2, |e| &e.ec2),
         elbv2: client!(aws_sdk_elasticloadbalancingv2, |e| &e.elbv2),
         route53: client!(aws_sdk_route53, |e| &e.route53),
@@ -182,40 +169,37 @@ pub async fn connect(cfg: &ProviderConfig, diags: &mut Diagnostics) -> Option<Aw
         sts: client!(aws_sdk_sts, |e| &e.sts),
         dlm: client!(aws_sdk_dlm, |e| &e.dlm),
     };
-    let allowed = cfg.allowed_account_ids.clone().unwrap_or_default();
-    let forbidden = cfg.forbidden_account_ids.clone().unwrap_or_default();
-    let must_check = !allowed.is_empty() || !forbidden.is_empty() || !cfg.skip_credentials_validation.unwrap_or(false);
+    let (allowed, forbidden) = (&cfg.allowed_account_ids, &cfg.forbidden_account_ids);
+    let must_check = !allowed.is_empty() || !forbidden.is_empty() || !cfg.skip_credentials_validation;
     if !must_check {
-        return Some(clients);
+        return Ok(clients);
     }
     let account = match clients.sts.get_caller_identity().send().await {
         Ok(out) => out.account.unwrap_or_default(),
         Err(e) => {
-            diags.push(Diagnostic::error(
-                "Checking AWS credentials",
-                format!(
+            return Err(ConnectError {
+                attribute: None,
+                summary: "Checking AWS credentials",
+                detail: format!(
                     "calling STS GetCallerIdentity: {}. Check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, `profile`, `assume_role`), or set skip_credentials_validation = true when no account restriction is configured.",
                     errors::describe(&e)
                 ),
-            ));
-            return None;
+            });
         }
     };
     if !allowed.is_empty() && !allowed.contains(&account) {
-        diags.error_at(
-            AttrPath::root("allowed_account_ids"),
-            "Wrong AWS account",
-            format!("this configuration may only run against account(s) {}, but the credentials are for account {account}. Switch credentials (profile, assume_role) before planning.", allowed.join(", ")),
-        );
-        return None;
+        return Err(ConnectError {
+            attribute: Some("allowed_account_ids"),
+            summary: "Wrong AWS account",
+            detail: format!("this configuration may only run against account(s) {}, but the credentials are for account {account}. Switch credentials (profile, assume_role) before planning.", allowed.join(", ")),
+        });
     }
     if forbidden.contains(&account) {
-        diags.error_at(
-            AttrPath::root("forbidden_account_ids"),
-            "Forbidden AWS account",
-            format!("the credentials are for account {account}, which this configuration must never change. Switch credentials (profile, assume_role) before planning."),
-        );
-        return None;
+        return Err(ConnectError {
+            attribute: Some("forbidden_account_ids"),
+            summary: "Forbidden AWS account",
+            detail: format!("the credentials are for account {account}, which this configuration must never change. Switch credentials (profile, assume_role) before planning."),
+        });
     }
-    Some(AwsClients { account_id: Some(account), ..clients })
+    Ok(AwsClients { account_id: Some(account), ..clients })
 }

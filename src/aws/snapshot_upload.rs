@@ -13,6 +13,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::wait::During;
 use super::{errors, OpExt};
 use crate::log;
 
@@ -95,7 +96,7 @@ fn spawn_reader(path: PathBuf, tx: tokio::sync::mpsc::Sender<Result<Block, Strin
 /// Uploads `req.path` into a new snapshot and completes it. On any failure the unfinished snapshot is deleted, so
 /// nothing is left behind; the caller waits for the snapshot to become `completed`.
 pub async fn upload(ebs: &aws_sdk_ebs::Client, ec2: &aws_sdk_ec2::Client, cancel: &CancellationToken, req: &UploadRequest) -> Result<Uploaded, String> {
-    let total_blocks = std::fs::metadata(&req.path).map(|m| m.len().div_ceil(SNAPSHOT_BLOCK_BYTES as u64)).map_err(|e| format!("reading {}: {e}", req.path.display()))?;
+    let total_blocks = std::fs::metadata(&req.path).map(|m| m.len().div_ceil(SNAPSHOT_BLOCK_BYTES as u64)).during(format_args!("reading {}", req.path.display()))?;
     let mut start = ebs
         .start_snapshot()
         .volume_size(req.volume_size_gib)
@@ -179,7 +180,7 @@ async fn put_blocks(ebs: &aws_sdk_ebs::Client, cancel: &CancellationToken, snaps
             next_report = (percent / 10 + 1) * 10;
         }
     }
-    let skipped = reader.await.map_err(|e| format!("image reader failed: {e}"))?;
+    let skipped = reader.await.during("reading the image")?;
     Ok((digests, skipped))
 }
 

@@ -48,13 +48,13 @@ impl std::fmt::Display for WaitError {
     }
 }
 
-/// `.during("waiting for vol-1 to attach")?` on a wait's result: the failed wait as text that says what was being
-/// waited for, as `.op()` names a failed AWS call.
+/// `.during("waiting for vol-1 to attach")?` on a wait's (or any local step's) result: the failure as text that says
+/// what was being done, as `.op()` names a failed AWS call.
 pub trait During<T> {
     fn during(self, what: impl std::fmt::Display) -> Result<T, String>;
 }
 
-impl<T> During<T> for Result<T, WaitError> {
+impl<T, E: std::fmt::Display> During<T> for Result<T, E> {
     fn during(self, what: impl std::fmt::Display) -> Result<T, String> {
         self.map_err(|e| format!("{what}: {e}"))
     }

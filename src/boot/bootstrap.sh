@@ -140,11 +140,36 @@ mount_data_volume() {
   grep -q "UUID=$uuid" "$FSTAB" || echo "UUID=$uuid $DATA_DIR $fstype defaults,nofail 0 2" >>"$FSTAB"
   if command -v systemctl >/dev/null; then systemctl daemon-reload || true; fi
   mountpoint -q "$DATA_DIR" || mount "$DATA_DIR" || fail "mounting $device at $DATA_DIR"
-  # A volume grown with size_gb: the filesystem follows, online.
+  grow_filesystem "$device" "$fstype"
+}
+
+# A volume grown with size_gb: the mounted filesystem follows, online (at boot, and while running through
+# dify-grow.service). A no-op when it already fills its device.
+grow_filesystem() {
+  local device="$1" fstype="$2" before after
+  before="$(df -P -k "$DATA_DIR" | awk 'NR == 2 { print $2 }')"
   case "$fstype" in
     ext4 | ext3 | ext2) resize2fs "$device" >/dev/null 2>&1 || echo "dify-bootstrap: resize2fs $device failed; the filesystem keeps its size" ;;
     xfs) xfs_growfs "$DATA_DIR" >/dev/null 2>&1 || echo "dify-bootstrap: xfs_growfs $DATA_DIR failed; the filesystem keeps its size" ;;
   esac
+  after="$(df -P -k "$DATA_DIR" | awk 'NR == 2 { print $2 }')"
+  if [ "$before" != "$after" ]; then
+    echo "dify-bootstrap: the filesystem on $device grew from $((before / 1024)) MiB to $((after / 1024)) MiB"
+  fi
+}
+
+# `dify-bootstrap grow`, run by dify-grow.service when the kernel reports a block device's new size (EBS
+# ModifyVolume while the instance runs: udev's change event with RESIZE=1): grows the data volume's filesystem if it
+# is mounted, and touches nothing else.
+grow_mounted() {
+  local device fstype
+  if ! mountpoint -q "$DATA_DIR"; then
+    echo "dify-bootstrap: grow: no data volume mounted at $DATA_DIR; nothing to grow"
+    return 0
+  fi
+  device="$(findmnt -n -o SOURCE --mountpoint "$DATA_DIR")" || fail "grow: no device for $DATA_DIR"
+  fstype="$(findmnt -n -o FSTYPE --mountpoint "$DATA_DIR")" || fail "grow: no filesystem type for $DATA_DIR"
+  grow_filesystem "$device" "$fstype"
 }
 
 # Moves an existing install's data into the layout this script uses ($DATA_DIR/volumes/<what Dify's compose file
@@ -591,4 +616,7 @@ main() {
   start_dify
 }
 
-main "$@"
+case "${1:-}" in
+  grow) grow_mounted ;;
+  *) main "$@" ;;
+esac

@@ -89,6 +89,18 @@ const DOCKER_DROP_IN: &str = "[Unit]
 RequiresMountsFor=/opt/dify-data
 ";
 
+/// Grows the data volume's filesystem while the instance runs: EBS reports a volume grown by `size_gb` to the kernel,
+/// which sends a block "change" event with RESIZE=1; the service is a no-op unless the data volume is mounted.
+const GROW_UNIT: &str = "[Unit]
+Description=Grow the Dify data volume's filesystem to the volume's size
+ConditionPathIsMountPoint=/opt/dify-data
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/dify-bootstrap grow
+";
+const GROW_RULE: &str = "ACTION==\"change\", SUBSYSTEM==\"block\", ENV{RESIZE}==\"1\", RUN+=\"/usr/bin/systemctl --no-block start dify-grow.service\"
+";
+
 /// The Secrets Manager secret (by name, known at plan) holding the application secrets every instance of a
 /// multi-instance stack shares: a JSON object, secret name -> value, filled by the instance with `dify:index` 0.
 pub fn shared_secret_name(stack: &str) -> String {
@@ -138,6 +150,8 @@ pub fn render(c: &DifyConfig, app_port: i64, shared_secrets: Option<&str>) -> St
     out.push_str(&format!("  - path: /usr/local/sbin/dify-bootstrap\n    permissions: '0755'\n    encoding: b64\n    content: {script}\n"));
     out.push_str(&format!("  - path: /etc/systemd/system/dify.service\n    permissions: '0644'\n    content: |\n{}", indent(SERVICE_UNIT)));
     out.push_str(&format!("  - path: /etc/systemd/system/docker.service.d/10-dify-data.conf\n    permissions: '0644'\n    content: |\n{}", indent(DOCKER_DROP_IN)));
+    out.push_str(&format!("  - path: /etc/systemd/system/dify-grow.service\n    permissions: '0644'\n    content: |\n{}", indent(GROW_UNIT)));
+    out.push_str(&format!("  - path: /etc/udev/rules.d/90-dify-grow.rules\n    permissions: '0644'\n    content: |\n{}", indent(GROW_RULE)));
     out.push_str(&format!("  - path: /etc/dify/dify.env\n    permissions: '0644'\n    content: |\n{}", indent(&settings)));
     out.push_str(&format!("  - path: /etc/dify/dify.env.compose\n    permissions: '0644'\n    content: |\n{}", indent(&env)));
     if !secret_env.is_empty() {
@@ -146,7 +160,7 @@ pub fn render(c: &DifyConfig, app_port: i64, shared_secrets: Option<&str>) -> St
     if let Some(override_file) = compose_override(c) {
         out.push_str(&format!("  - path: /etc/dify/docker-compose.override.yaml\n    permissions: '0644'\n    content: |\n{}", indent(&override_file)));
     }
-    out.push_str("runcmd:\n  - [systemctl, daemon-reload]\n  - [systemctl, enable, --now, dify.service]\n");
+    out.push_str("runcmd:\n  - [systemctl, daemon-reload]\n  - [udevadm, control, --reload]\n  - [systemctl, enable, --now, dify.service]\n");
     out
 }
 

@@ -23,14 +23,18 @@ pub struct ServerIdentity {
 
 /// Generates a P-256 certificate for "localhost", valid as client and server, as go-plugin's own are.
 pub fn generate_identity() -> Result<ServerIdentity, String> {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| format!("generating TLS key: {e}"))?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(|e| e.to_string())?;
+    self_signed_localhost().map_err(|e| format!("generating the TLS certificate: {e}"))
+}
+
+fn self_signed_localhost() -> Result<ServerIdentity, rcgen::Error> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
     params.distinguished_name.push(DnType::CommonName, "localhost");
     params.distinguished_name.push(DnType::OrganizationName, "terraform-provider-dify");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment, KeyUsagePurpose::KeyCertSign];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = params.self_signed(&key).map_err(|e| format!("signing TLS certificate: {e}"))?;
+    let cert = params.self_signed(&key)?;
     Ok(ServerIdentity { cert_der: cert.der().to_vec(), key_der: key.serialize_der() })
 }
 

@@ -164,3 +164,43 @@ fn the_closed_network_guide_copies_each_image_to_the_name_the_boot_pulls() {
     }
     assert!(lines.contains("postgres:15-alpine mirror.example.com/dify/library/postgres:15-alpine"), "{lines}");
 }
+
+/// How many times the stand-in `tool` ran (its exact name: `mount` is not `mountpoint`).
+fn ran(s: &BootSandbox, tool: &str) -> usize {
+    std::fs::read_to_string(s.path("calls")).unwrap_or_default().lines().filter(|l| l.split(' ').next() == Some(tool)).count()
+}
+
+/// `dify-bootstrap grow` (dify-grow.service, started by the user data's udev rule when a block device reports a new
+/// size) grows the mounted data filesystem and does nothing else: never a blkid, mkfs, mount or Compose; with no data
+/// volume mounted it changes nothing. (The online growth itself runs in the VM twin, scenario m: this machine's
+/// containers lack CAP_SYS_RESOURCE, which an online resize2fs needs.)
+#[test]
+fn the_grow_step_only_grows_a_mounted_data_filesystem() {
+    let s = BootSandbox::new(&default_user_data());
+    s.device("sdf");
+    let out = s.grow();
+    assert!(out.status.success(), "{}", s.log());
+    assert!(s.log().contains("no data volume mounted"), "{}", s.log());
+    for tool in ["blkid", "mkfs.ext4", "mount", "resize2fs", "docker"] {
+        assert_eq!(ran(&s, tool), 0, "{tool} ran with nothing mounted");
+    }
+    assert!(s.boot_without_compose("vol-0abc").status.success(), "{}", s.log());
+    let before = (ran(&s, "blkid"), ran(&s, "mkfs.ext4"), ran(&s, "mount"), ran(&s, "resize2fs"));
+    let out = s.grow();
+    assert!(out.status.success(), "{}", s.log());
+    assert_eq!(ran(&s, "resize2fs"), before.3 + 1, "one resize2fs on the mounted volume");
+    assert_eq!((ran(&s, "blkid"), ran(&s, "mkfs.ext4"), ran(&s, "mount")), (before.0, before.1, before.2), "grow probed, formatted or mounted something");
+    assert_eq!(ran(&s, "docker"), 0);
+    let grow_calls = std::fs::read_to_string(s.path("calls")).unwrap();
+    assert!(grow_calls.lines().filter(|l| l.starts_with("resize2fs")).last().unwrap().ends_with("/dev/sdf"), "{grow_calls}");
+}
+
+/// The user data installs the grow service and its udev rule: the kernel's resize event starts it, and only when the
+/// data volume is mounted.
+#[test]
+fn the_user_data_grows_the_data_filesystem_on_the_kernel_s_resize_event() {
+    let user_data = default_user_data();
+    assert!(user_data.contains("/etc/udev/rules.d/90-dify-grow.rules") && user_data.contains("ENV{RESIZE}==\"1\"") && user_data.contains("start dify-grow.service"), "{user_data}");
+    assert!(user_data.contains("ConditionPathIsMountPoint=/opt/dify-data") && user_data.contains("ExecStart=/usr/local/sbin/dify-bootstrap grow"), "{user_data}");
+}
+

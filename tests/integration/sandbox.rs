@@ -26,6 +26,8 @@ const STAND_INS: &[(&str, &str)] = &[
     ("umount", ""),
     ("mountpoint", "[ -f \"$SANDBOX/mounted\" ]\n"),
     ("resize2fs", ""),
+    // findmnt -n -o SOURCE|FSTYPE --mountpoint DIR: the sandbox's sdf with ext4 once `mount` ran.
+    ("findmnt", "[ -f \"$SANDBOX/mounted\" ] || exit 1\ncase \"$*\" in *SOURCE*) echo \"$SANDBOX/dev/sdf\";; *FSTYPE*) echo ext4;; esac\n"),
     ("logger", "cat >/dev/null\n"),
     ("systemctl", ""),
     ("dnf", "echo 'dnf: no package repositories in the sandbox' >&2; exit 1\n"),
@@ -180,7 +182,20 @@ impl BootSandbox {
         self.run(volume, true)
     }
 
+    /// Runs `dify-bootstrap grow`, as dify-grow.service does when a block device reports a new size.
+    pub fn grow(&self) -> Output {
+        self.command("").arg("grow").output().unwrap()
+    }
+
     fn run(&self, volume: &str, skip_compose: bool) -> Output {
+        let mut cmd = self.command(volume);
+        if skip_compose {
+            cmd.env("DIFY_SKIP_COMPOSE", "1");
+        }
+        cmd.output().unwrap()
+    }
+
+    fn command(&self, volume: &str) -> Command {
         let mut cmd = Command::new("bash");
         cmd.arg(self.path("root/usr/local/sbin/dify-bootstrap"))
             .env("PATH", format!("{}:{}", self.path("bin").display(), std::env::var("PATH").unwrap_or_default()))
@@ -196,10 +211,7 @@ impl BootSandbox {
             .env("DIFY_LOG", self.path("bootstrap.log"))
             .env("DIFY_CONSOLE", "/dev/null")
             .env("DIFY_DEVICE_WAIT_SECONDS", "2");
-        if skip_compose {
-            cmd.env("DIFY_SKIP_COMPOSE", "1");
-        }
-        cmd.output().unwrap()
+        cmd
     }
 
     pub fn log(&self) -> String {

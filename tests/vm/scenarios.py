@@ -13,6 +13,7 @@ Scenarios (each asserts on the guest's mounts, containers, the data volume's fil
   h volume in the seed HCL module's layout (/opt/dify-data/{postgres,redis,weaviate})
   i apt-based guest (Docker not on the image)     j volume added to a stack that had none
   l pre-warmed replacement: the new VM gets ready without the volume while the old one serves (issue 17)
+  m volume grown while the instance runs (online, through udev and dify-grow.service)
 """
 
 import argparse
@@ -52,6 +53,7 @@ NAMES = {
     "i": "i_apt_based_guest",
     "j": "j_volume_added_to_volumeless_stack",
     "l": "l_prewarmed_replacement",
+    "m": "m_volume_grown_while_running",
 }
 
 _print_lock = threading.Lock()
@@ -581,9 +583,60 @@ class Runner:
             new.shutdown()
             old.shutdown()
 
+    def scenario_m(self):
+        # size_gb raised while the instance runs (EBS ModifyVolume): the kernel reports the volume's new size with a
+        # block "change" event (RESIZE=1), the user data's udev rule starts dify-grow.service, and the mounted
+        # filesystem grows with nothing restarted. QEMU 7.2's NVMe refuses to grow an attached drive and virtio does
+        # not, so this is the Xen-style instance (t2, m4): the volume is /dev/sdf, here a virtio disk the guest's
+        # udev also names sdf.
+        disk = self.disk("vol-m", size="2G")
+        vm = self.vm("m", disk, attach_data=False)
+
+        def size_kib():
+            rc, out, err = vm.sh("df -P -k /opt/dify-data | awk 'NR == 2 { print $2 }'")
+            check(rc == 0 and out.strip().isdigit(), f"df /opt/dify-data: {err[-300:]}")
+            return int(out.strip())
+
+        try:
+            vm.start()
+            vm.wait_agent(300)
+            rule = f'KERNEL=="vd*[!0-9]", ATTRS{{serial}}=="{disk.serial}", SYMLINK+="sdf"'
+            rc, _, err = vm.sh(f"echo '{rule}' >/etc/udev/rules.d/60-twin-xen-name.rules && udevadm control --reload")
+            check(rc == 0, f"writing the twin's sdf rule: {err[-300:]}")
+            vm.hotplug_data(bus="virtio")
+            q, stuck = settle(vm, "")
+            self.timing("m first boot (virtio volume as sdf), settled", time.time() - vm.started)
+            check(not stuck, stuck)
+            check(q["dify"] == "active", f"dify.service is {q['dify']} (see {vm.workdir}/console.log)")
+            rc, dev, _ = vm.sh("readlink -f /dev/sdf")
+            check(rc == 0 and dev.strip().startswith("/dev/vd") and q["mount"] == dev.strip(), f"/opt/dify-data is mounted from {q['mount']}, not the volume ({dev.strip()})")
+            before = size_kib()
+            grown_at = time.time()
+            vm.resize_data("4G")
+            after = before
+            while time.time() < grown_at + 180:
+                after = size_kib()
+                if after > before * 3 // 2:
+                    break
+                time.sleep(5)
+            self.timing("m online growth, filesystem grown", time.time() - grown_at)
+            rc, journal, _ = vm.sh("journalctl -b 0 -u dify-grow.service --no-pager -o cat")
+            check(after > before * 3 // 2, f"the filesystem stayed at {before} KiB for 180 s after the volume grew to 4 GiB; dify-grow.service's journal: {journal[-600:]}")
+            check("Finished dify-grow.service" in journal, f"dify-grow.service did not run: {journal[-600:]}")
+            rc, grew, _ = vm.sh("grep 'grew from' /var/log/dify-bootstrap.log")
+            check(rc == 0 and "/dev/vd" in grew, f"dify-bootstrap grow did not report the growth in its log: {grew[-300:]}")
+            q2 = quick(vm, "")
+            check(q2["boot_id"] == q["boot_id"] and q2["dify"] == "active", f"the growth restarted something: boot {q2['boot_id']} (was {q['boot_id']}), dify.service {q2['dify']}")
+            log(f"m: {before} KiB -> {after} KiB online")
+            report("m", True)
+        except Failed as e:
+            report("m", False, str(e))
+        finally:
+            vm.shutdown()
+
 
 def run_job(runner, job, want):
-    keys = {"abfc": "abfc", "d": "d", "e": "e", "g": "g", "h": "h", "i": "i", "j": "j", "l": "l"}[job]
+    keys = {"abfc": "abfc", "d": "d", "e": "e", "g": "g", "h": "h", "i": "i", "j": "j", "l": "l", "m": "m"}[job]
     try:
         if job == "abfc":
             runner.chain_abfc(want)
@@ -601,7 +654,7 @@ def main():
     p.add_argument("--user-data", default=os.path.join(ROOT, "tests/golden/user-data-default.yaml"))
     p.add_argument("--release", default=os.path.join(ROOT, "tests/contract/dify-1.13.3"),
                    help="the release directory `git clone` yields in the guest (its docker/ is the compose fixture)")
-    p.add_argument("--only", default="abcdefghijl", help="scenario letters, e.g. abc")
+    p.add_argument("--only", default="abcdefghijlm", help="scenario letters, e.g. abc")
     p.add_argument("--jobs", type=int, default=2, help="VMs at once")
     p.add_argument("--smp", type=int, default=1)
     p.add_argument("--memory", type=int, default=1536)
@@ -618,7 +671,7 @@ def main():
     t0 = time.time()
     runner = Runner(args)
     log(f"image {runner.image}; work {runner.work}; user data {runner.user_data}; release {runner.release}")
-    jobs = [j for j in ["abfc", "l", "d", "j", "g", "e", "h", "i"] if set(j if j != "abfc" else "abfc") & want]
+    jobs = [j for j in ["abfc", "l", "d", "j", "g", "e", "h", "i", "m"] if set(j if j != "abfc" else "abfc") & want]
     queue = list(jobs)
     qlock = threading.Lock()
 

@@ -258,10 +258,12 @@ class VM:
             f.close()
             s.close()
 
-    def hotplug_data(self):
-        """Attaches the data volume now (as EC2 attach-volume does to a running instance)."""
+    def hotplug_data(self, bus="nvme"):
+        """Attaches the data volume now (as EC2 attach-volume does to a running instance): an NVMe controller, as on
+        Nitro, or bus="virtio" for a disk QEMU can grow while attached (the guest names it vdb)."""
         self.qmp("blockdev-add", **json.loads(self._data_blockdev_arg()))
-        self.qmp("device_add", driver="nvme", id="datactl", serial=self.data.serial, drive="data0")
+        driver = "nvme" if bus == "nvme" else "virtio-blk-pci"
+        self.qmp("device_add", driver=driver, id="datactl", serial=self.data.serial, drive="data0")
         self.attach_data = True
 
     def resize_data(self, new_size):

@@ -2,6 +2,7 @@
 //! local disk image, snapshotted on destroy, backed up on a schedule, and never force-detached.
 
 mod backup;
+mod create;
 mod plan;
 mod snapshots;
 mod state;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{ResourceType, VolumeModificationState, VolumeState, VolumeType};
+use aws_sdk_ec2::types::{VolumeModificationState, VolumeType};
 use serde::Deserialize;
 
 use crate::aws::wait::{wait_until, Status};
@@ -77,7 +78,7 @@ impl Resource for PersistentVolume {
                 .attr(
                     Attribute::number("size_gb")
                         .default(Value::int(20))
-                        .description("Size in GiB, 1–16384. Grows in place; EBS volumes cannot shrink.")
+                        .description("Size in GiB, 1–16384. Grows in place, and the instance's filesystem follows while it runs (no restart); EBS volumes cannot shrink.")
                         .validate(validate::int_between(1, 16384)),
                 )
                 .attr(Attribute::string("type").default(Value::string("gp3")).description("Volume type: `gp3`, `gp2` or `io2`. Changes in place.").validate(validate::one_of(VOLUME_TYPES)))
@@ -131,7 +132,7 @@ impl Resource for PersistentVolume {
         let spec: Spec = decode(&planned.without_unknowns()).map_err(|d| diags.push(d)).ok()?;
         let default_timeout = if spec.source_image.is_some() { CREATE_WITH_IMAGE_TIMEOUT } else { CREATE_TIMEOUT };
         let timeout = timeouts::get(planned, "create", default_timeout);
-        let token = create_token(&spec);
+        let token = create::token(&spec);
         let what = format!("creating EBS volume ({})", spec.name);
 
         let mut spec = spec;
@@ -145,33 +146,14 @@ impl Resource for PersistentVolume {
             }
         }
 
-        let volume_id = match ec2::find_volume_by_tag(aws, tags::CREATE_TOKEN, &token).await {
-            Ok(Some(id)) => {
-                log::info("adopting the volume an interrupted apply created", &[("volume_id", id.clone().into())]);
-                id
-            }
-            Ok(None) => match create_volume(aws, &spec, &token).await {
-                Ok(id) => id,
-                Err(e) => {
-                    diags.error(format!("Error {what}"), e);
-                    return None;
-                }
-            },
+        let volume_id = match create::find_or_create(aws, &spec, &token).await {
+            Ok(id) => id,
             Err(e) => {
                 diags.error(format!("Error {what}"), e);
                 return None;
             }
         };
-
-        let waited = wait_until(&ctx.cancel, timeout, || async {
-            let v = ec2::find_volume(aws, &volume_id).await?;
-            Ok(match v.as_ref().and_then(|v| v.state()) {
-                Some(VolumeState::Available) | Some(VolumeState::InUse) => Status::Done(v),
-                Some(VolumeState::Error) => return Err(format!("volume {volume_id} entered the error state")),
-                other => Status::Pending(other.map(|s| s.as_str().to_string()).unwrap_or_else(|| "not visible yet".into())),
-            })
-        })
-        .await;
+        let waited = create::wait_available(&ctx.cancel, aws, &volume_id, timeout).await;
         match waited {
             Ok(Some(volume)) => {
                 let mut rs = volume_state(planned, &volume, aws, diags);
@@ -407,59 +389,11 @@ impl Resource for PersistentVolume {
     }
 }
 
-/// The idempotency token of a create: everything that defines the volume, so a retried apply of the same plan
-/// finds the volume an interrupted one made, and a different volume never matches.
-fn create_token(spec: &Spec) -> String {
-    let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
-    tags::client_token(&[
-        TYPE_NAME,
-        &spec.name,
-        &spec.availability_zone,
-        &spec.size_gb.to_string(),
-        &spec.r#type,
-        &num(spec.iops),
-        &num(spec.throughput),
-        &spec.encrypted.to_string(),
-        spec.kms_key_id.as_deref().unwrap_or_default(),
-        spec.snapshot_id.as_deref().unwrap_or_default(),
-        spec.source_image_sha256.as_deref().unwrap_or_default(),
-    ])
-}
-
 /// The tags of the backup policy of a volume with these `tags_all` and name: the volume's, and a Name.
 fn policy_tags(tags_all: Option<&BTreeMap<String, String>>, name: &str) -> BTreeMap<String, String> {
     let mut all = tags_all.cloned().unwrap_or_default();
     all.insert(tags::NAME.to_string(), format!("{name}-backup"));
     all
-}
-
-async fn create_volume(aws: &AwsClients, spec: &Spec, token: &str) -> Result<String, String> {
-    let mut all_tags = spec.tags_all.clone().unwrap_or_default();
-    all_tags.insert(tags::NAME.to_string(), spec.name.clone());
-    all_tags.insert(tags::CREATE_TOKEN.to_string(), token.to_string());
-    let mut req = aws
-        .ec2
-        .create_volume()
-        .availability_zone(&spec.availability_zone)
-        .size(spec.size_gb as i32)
-        .volume_type(VolumeType::from(spec.r#type.as_str()))
-        .encrypted(spec.encrypted)
-        .client_token(token)
-        .tag_specifications(tags::specification(ResourceType::Volume, &all_tags));
-    if let Some(i) = spec.iops {
-        req = req.iops(i as i32);
-    }
-    if let Some(t) = spec.throughput {
-        req = req.throughput(t as i32);
-    }
-    if let Some(k) = &spec.kms_key_id {
-        req = req.kms_key_id(k);
-    }
-    if let Some(s) = &spec.snapshot_id {
-        req = req.snapshot_id(s);
-    }
-    let out = req.send().await.op("EC2 CreateVolume", "")?;
-    out.volume_id.ok_or_else(|| "EC2 CreateVolume returned no volume id".to_string())
 }
 
 pub fn resource() -> Arc<dyn Resource> {

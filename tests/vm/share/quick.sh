@@ -21,5 +21,6 @@ echo "mount=$mount"
 # Whether this boot's dify-bootstrap is past its DIFY-PREPARED marker, i.e. looking for the volume (asked only while
 # the volume is there but not mounted: a journal read costs the guest a second).
 if [ -n "$dev" ] && [ -z "$mount" ]; then
-  journalctl -b 0 -u dify.service -q --no-pager 2>/dev/null | grep -q 'DIFY-PREPARED' && echo "prepared=1"
+  if journalctl -b 0 -u dify.service -q --no-pager 2>/dev/null | grep -q 'DIFY-PREPARED'; then echo "prepared=1"; fi
 fi
+exit 0
