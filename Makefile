@@ -70,12 +70,13 @@ test: venv tf-venvs tools
 	cargo test --locked
 
 # The VM twin (tests/vm/): the user data of a stack applied against the emulator, booted by cloud-init in real Debian
-# VMs under QEMU (TCG) with an NVMe data volume, an IMDSv2 twin and Docker running stand-in images; eleven scenarios
-# (first boot, reboot, replacement, late attach, an erroring disk, growth, two migrations, apt, a volume added later,
-# and k: two instances of one stack sharing their secrets through a Secrets Manager twin, with the golden
-# tests/golden/user-data-shared-secrets.yaml, since the applied one-instance stack has no shared secret),
-# each PASS or FAIL, then `N passed, M failed`. The guest image is built once with mmdebstrap and cached under
-# ~/.cache/terraform-provider-dify/vm/, keyed by its recipe. Not in `make test` yet (see above).
+# VMs under QEMU (TCG) with an NVMe data volume, an IMDSv2 twin and Docker running stand-in images; thirteen
+# scenarios (first boot, reboot, replacement, late attach, an erroring disk, growth at a restart and while running,
+# two migrations, apt, a volume added later, a pre-warmed replacement, and k: two instances of one stack sharing their
+# secrets through a Secrets Manager twin, with the golden tests/golden/user-data-shared-secrets.yaml, since the
+# applied one-instance stack has no shared secret), each PASS or FAIL, then `N passed, M failed`. The guest image is
+# built once with mmdebstrap and cached under ~/.cache/terraform-provider-dify/vm/, keyed by its recipe. Not in
+# `make test` yet (see above).
 vm-tools:
 	@command -v mmdebstrap >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap)
 	@command -v qemu-system-x86_64 >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils)
@@ -85,7 +86,7 @@ vm-tools:
 
 define VM_TWIN
 cargo test --locked --test integration -- --ignored vm_twin_inputs_from_an_applied_stack
-$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghijkm)
+$(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(or $(VM_ONLY),abcdefghijklm)
 endef
 
 test-vm: venv tools vm-tools
@@ -107,14 +108,17 @@ docs:
 	DIFY_WRITE_DOCS=1 cargo test --locked --lib docs::
 
 # Benchmarks (never timed assertions in tests): each writes its table to target/bench/, and bench/report.py puts the
-# tables into docs/benchmarks.md with the date and machine.
-bench: venv tools
+# tables into docs/benchmarks.md with the date and machine. The upgrade downtime boots three VMs in the VM twin
+# (about 20-30 minutes on 2 cores); `python3 bench/vm_downtime.py` runs it alone.
+bench: venv tools vm-tools
 	rm -rf target/bench && mkdir -p target/bench
 	cargo build --locked --release
 	cargo build --locked --release --features bench-floor --bin floor_provider
 	bash bench/upload.sh 3 | tee target/bench/upload.md
 	DIFY_SCALE=1,10,50 DIFY_BENCH_BINARY=$(CURDIR)/target/release/terraform-provider-dify DIFY_FLOOR_BINARY=$(CURDIR)/target/release/floor_provider \
 	  cargo test --locked --test integration bench_calls -- --ignored --nocapture --test-threads=1
+	cargo test --locked --test integration -- --ignored vm_twin_inputs_from_an_applied_stack
+	$(PYTHON) bench/vm_downtime.py --user-data target/vm/user-data.yaml --out target/bench/downtime.md
 	$(PYTHON) bench/report.py
 
 clean-work:

@@ -8,14 +8,28 @@ exec > >(tee -a "$LOG" | logger -t dify-bootstrap -s 2>"${DIFY_CONSOLE:-/dev/con
 # systemd stops what is left of the service once this script exits, the log pipe included: drain it first, so the
 # last lines (a failure's reason) reach the console (EC2's console output) and the journal. The exit status is kept.
 LOG_PIPE=$!
-trap 'exec >&- 2>&-; wait "$LOG_PIPE" 2>/dev/null || true' EXIT
+# A provider preparing a replacement reads the console for the DIFY-PREPARED marker or a FAILED line: an exit that
+# `fail` did not explain (a command failing under `set -e`) says so too, so it never waits for a line that cannot come.
+FAILED_SAID=""
+on_exit() {
+  local status=$?
+  if [ "$status" != 0 ] && [ -z "$FAILED_SAID" ]; then
+    echo "dify-bootstrap: FAILED: exit status $status (the lines above say where)" >&2
+  fi
+  exec >&- 2>&-
+  wait "$LOG_PIPE" 2>/dev/null || true
+  exit "$status"
+}
+trap on_exit EXIT
 
 SETTINGS="${DIFY_SETTINGS:-/etc/dify/dify.env}"
 SETTINGS_DIR="$(dirname "$SETTINGS")"
 # Where Dify's releases are fetched, one directory per version; `current` points at the one running.
 RELEASES="${DIFY_RELEASES:-/opt/dify}"
 DATA_DIR="${DIFY_DATA_DIR:-/opt/dify-data}"
-DEVICE_WAIT_SECONDS="${DIFY_DEVICE_WAIT_SECONDS:-300}"
+# How long to wait for the data volume: a replacement prepared while the old instance serves waits here until the old
+# one has drained, stopped and let its volume go (issue 17's pre-warmed replacement).
+DEVICE_WAIT_SECONDS="${DIFY_DEVICE_WAIT_SECONDS:-3600}"
 # How long an instance other than dify:index 0 waits for index 0 to fill the shared secret (DIFY_SHARED_SECRETS).
 SHARED_SECRETS_WAIT_SECONDS="${DIFY_SHARED_SECRETS_WAIT_SECONDS:-900}"
 # Tests run the disk step against stand-in devices under DIFY_DEV_ROOT (regular files, fake blkid/mkfs/mount).
@@ -25,6 +39,7 @@ IMDS=http://169.254.169.254/latest
 SECRETS_FILE="$DATA_DIR/secrets/dify-secrets.env"
 
 fail() {
+  FAILED_SAID=1
   echo "dify-bootstrap: FAILED: $*" >&2
   exit 1
 }
@@ -98,11 +113,15 @@ stop_docker() {
 
 mount_data_volume() {
   local volume_id="$1" device="" uuid fstype probe=0 on_root_disk="" staging _
-  for _ in $(seq 1 "$DEVICE_WAIT_SECONDS"); do
-    device="$(find_device "$volume_id" || true)"
-    [ -n "$device" ] && break
-    sleep 1
-  done
+  device="$(find_device "$volume_id" || true)"
+  if [ -z "$device" ]; then
+    echo "dify-bootstrap: waiting up to ${DEVICE_WAIT_SECONDS}s for data volume $volume_id to be attached"
+    for _ in $(seq 1 "$DEVICE_WAIT_SECONDS"); do
+      sleep 1
+      device="$(find_device "$volume_id" || true)"
+      [ -n "$device" ] && break
+    done
+  fi
   [ -n "$device" ] || fail "data volume $volume_id did not appear within ${DEVICE_WAIT_SECONDS}s"
   mkdir -p "$DATA_DIR"
   if ! mountpoint -q "$DATA_DIR" && holds_data "$DATA_DIR"; then
@@ -553,12 +572,18 @@ fetch_dify() {
     mv "$dir.partial" "$dir"
   fi
   ln -sfn "$dir" "$RELEASES/current"
+}
+
+# Every data path under docker/volumes (db, redis, weaviate, app/storage, plugin_daemon, sandbox) on the data volume:
+# the release's own files there (configs, init scripts) are copied once without overwriting, then docker/volumes
+# becomes a link to it. Only once the volume is mounted, so nothing lands on the root disk under the mount point.
+link_volumes() {
+  local dir="$RELEASES/current/docker"
   mkdir -p "$DATA_DIR/volumes"
-  # Every data path under docker/volumes (db, redis, weaviate, app/storage, plugin_daemon, sandbox) on the volume.
-  if [ ! -L "$dir/docker/volumes" ]; then
-    if [ -d "$dir/docker/volumes" ]; then cp -an "$dir/docker/volumes/." "$DATA_DIR/volumes/"; fi
-    rm -rf "$dir/docker/volumes"
-    ln -s "$DATA_DIR/volumes" "$dir/docker/volumes"
+  if [ ! -L "$dir/volumes" ]; then
+    if [ -d "$dir/volumes" ]; then cp -an "$dir/volumes/." "$DATA_DIR/volumes/"; fi
+    rm -rf "$dir/volumes"
+    ln -s "$DATA_DIR/volumes" "$dir/volumes"
   fi
 }
 
@@ -583,13 +608,14 @@ registry_image() {
 }
 
 # With image_registry: docker-compose.images.yaml (in COMPOSE_FILE) gives every service of the release, in every
-# profile and with image_overrides applied, its image on the registry, as Compose itself resolves the files.
+# profile and with image_overrides applied, its image on the registry, as Compose itself resolves the files with the
+# env file given (the settings-only one: no secret takes part in an image's name).
 write_images_override() {
-  local files=(-f docker-compose.yaml) profiles=() profile listed resolved service image
+  local files=(--env-file "$1" -f docker-compose.yaml) profiles=() profile listed resolved service image
   [ -f docker-compose.override.yaml ] && files+=(-f docker-compose.override.yaml)
   listed="$(docker compose "${files[@]}" config --profiles)" || fail "listing the profiles of Dify $DIFY_VERSION's compose file"
   for profile in $listed; do profiles+=(--profile "$profile"); done
-  # The resolved project holds .env's values: it only passes through this pipe, never a file or the log.
+  # The resolved project holds the env file's values: it only passes through this pipe, never a file or the log.
   resolved="$(docker compose "${files[@]}" "${profiles[@]}" config --format json |
     python3 -c 'import json, sys; [print(n, s["image"]) for n, s in sorted(json.load(sys.stdin)["services"].items()) if s.get("image")]')" ||
     fail "resolving the images of Dify $DIFY_VERSION's compose file"
@@ -617,9 +643,87 @@ registry_login() {
   esac
 }
 
+# The project's files beside the release's compose file: the provider's override (image_overrides and the like) and,
+# with image_registry, docker-compose.images.yaml, which COMPOSE_FILE names for every later `docker compose`.
+configure_project() {
+  if [ -f "$SETTINGS_DIR/docker-compose.override.yaml" ]; then
+    cp "$SETTINGS_DIR/docker-compose.override.yaml" docker-compose.override.yaml
+  else
+    rm -f docker-compose.override.yaml
+  fi
+  rm -f docker-compose.images.yaml
+  set_compose_file
+}
+
+# COMPOSE_FILE for Dify's .env (and the settings-only env of the pull), set again for each as DIFY_ENV is rebuilt.
+set_compose_file() {
+  if [ -n "${DIFY_IMAGE_REGISTRY:-}" ]; then
+    DIFY_ENV[COMPOSE_FILE]="docker-compose.yaml"
+    [ -f docker-compose.override.yaml ] && DIFY_ENV[COMPOSE_FILE]+=":docker-compose.override.yaml"
+    DIFY_ENV[COMPOSE_FILE]+=":docker-compose.images.yaml"
+  fi
+  return 0
+}
+
+# Pulls every image the project will run, before the data volume is needed: the images and profiles `up` resolves
+# depend on the provider's settings, image_overrides and image_registry, never on a secret, so the release's
+# .env.example with the provider's settings (no secret in it) resolves the same ones Dify's .env will. Only the
+# services whose image is not on the instance are pulled, so a reboot asks no registry anything (`pull --policy
+# missing` would: Compose pulls a `:latest` image again even when it is present, and Dify's nginx, squid and busybox
+# are `:latest`).
+pull_images() {
+  local env_file=.env.prepare missing=() service image resolved started=$SECONDS
+  load_env_lines "$SETTINGS.compose"
+  write_env .env.example "$env_file"
+  if [ -n "${DIFY_IMAGE_REGISTRY:-}" ]; then
+    write_images_override "$env_file"
+    registry_login
+  fi
+  resolved="$(docker compose --env-file "$env_file" config --format json |
+    python3 -c 'import json, sys; [print(n, s["image"]) for n, s in sorted(json.load(sys.stdin)["services"].items()) if s.get("image")]')" ||
+    fail "resolving the images of Dify $DIFY_VERSION's compose file"
+  while read -r service image; do
+    [ -n "$service" ] || continue
+    docker image inspect "$image" >/dev/null 2>&1 || missing+=("$service")
+  done <<<"$resolved"
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "dify-bootstrap: pulling the images of ${missing[*]} (Dify $DIFY_VERSION)"
+    docker compose --env-file "$env_file" pull --quiet "${missing[@]}" ||
+      fail "pulling the images of Dify $DIFY_VERSION from ${DIFY_IMAGE_REGISTRY:-their registries}"
+    echo "dify-bootstrap: images pulled in $((SECONDS - started))s"
+  else
+    echo "dify-bootstrap: every image of Dify $DIFY_VERSION is on this instance already"
+  fi
+  rm -f "$env_file"
+}
+
+start_dify() {
+  # Docker was stopped while data moved onto a new volume (stop_docker): started again now the volume is mounted.
+  if command -v systemctl >/dev/null; then systemctl start docker || fail "starting Docker"; fi
+  if ! docker compose up -d --remove-orphans; then
+    # Docker's restart policy can start a container at the moment Compose does (containerd: "task ... already
+    # exists"), seen after Docker was stopped and started to move data. `up` is idempotent: once more, then fail.
+    echo "dify-bootstrap: docker compose up failed; trying once more in 10 s"
+    sleep 10
+    docker compose up -d --remove-orphans || fail "docker compose up for Dify $DIFY_VERSION (pulling images from ${DIFY_IMAGE_REGISTRY:-their registries})"
+  fi
+  echo "dify-bootstrap: Dify $DIFY_VERSION started"
+}
+
 main() {
   local volume_id="${DIFY_DATA_VOLUME_ID:-}"
   [ -n "$volume_id" ] || volume_id="$(imds_tag dify:data-volume || true)"
+  # Everything that does not need the data volume comes first, so a replacement can get ready while the instance it
+  # replaces still serves: Docker, the release, every image. The marker line below (on the console, which EC2's
+  # GetConsoleOutput returns) tells the provider it may now stop the old instance and move the volume here.
+  if [ "${DIFY_SKIP_COMPOSE:-}" != "1" ]; then
+    install_docker
+    fetch_dify
+    cd "$RELEASES/current/docker"
+    configure_project
+    pull_images
+    echo "dify-bootstrap: DIFY-PREPARED $DIFY_VERSION"
+  fi
   if [ -n "$volume_id" ]; then
     mount_data_volume "$volume_id"
   else
@@ -630,33 +734,10 @@ main() {
   make_secrets
   build_env
   [ "${DIFY_SKIP_COMPOSE:-}" = "1" ] && return 0
-  install_docker
-  fetch_dify
-  cd "$RELEASES/current/docker"
-  if [ -f "$SETTINGS_DIR/docker-compose.override.yaml" ]; then
-    cp "$SETTINGS_DIR/docker-compose.override.yaml" docker-compose.override.yaml
-  else
-    rm -f docker-compose.override.yaml
-  fi
-  rm -f docker-compose.images.yaml
-  if [ -n "${DIFY_IMAGE_REGISTRY:-}" ]; then
-    DIFY_ENV[COMPOSE_FILE]="docker-compose.yaml"
-    [ -f docker-compose.override.yaml ] && DIFY_ENV[COMPOSE_FILE]+=":docker-compose.override.yaml"
-    DIFY_ENV[COMPOSE_FILE]+=":docker-compose.images.yaml"
-  fi
+  link_volumes
+  set_compose_file
   write_env .env.example .env
-  if [ -n "${DIFY_IMAGE_REGISTRY:-}" ]; then
-    write_images_override
-    registry_login
-  fi
-  if ! docker compose up -d --remove-orphans; then
-    # Docker's restart policy can start a container at the moment Compose does (containerd: "task ... already
-    # exists"), seen after Docker was stopped and started to move data. `up` is idempotent: once more, then fail.
-    echo "dify-bootstrap: docker compose up failed; trying once more in 10 s"
-    sleep 10
-    docker compose up -d --remove-orphans || fail "docker compose up for Dify $DIFY_VERSION (pulling images from ${DIFY_IMAGE_REGISTRY:-their registries})"
-  fi
-  echo "dify-bootstrap: Dify $DIFY_VERSION started"
+  start_dify
 }
 
 case "${1:-}" in

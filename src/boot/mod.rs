@@ -64,6 +64,8 @@ fn indent(text: &str) -> String {
 }
 
 // Ordered after Docker, so at shutdown Compose stops before Docker does, and after the data volume's mount.
+// TimeoutStartSec: 30 min for Docker, the release, the images and `up`, plus the hour dify-bootstrap may wait for its
+// data volume (a replacement prepared while the old instance still serves).
 const SERVICE_UNIT: &str = "[Unit]
 Description=Dify (Docker Compose) with its data on the Dify data volume
 Wants=network-online.target docker.service
@@ -74,7 +76,7 @@ Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/local/sbin/dify-bootstrap
 ExecStop=/bin/sh -c 'cd /opt/dify/current/docker && docker compose stop'
-TimeoutStartSec=1800
+TimeoutStartSec=5400
 TimeoutStopSec=300
 [Install]
 WantedBy=multi-user.target

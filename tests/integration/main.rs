@@ -18,6 +18,7 @@ mod migration;
 mod network;
 mod persistent_volume;
 mod persistent_volume_backup;
+mod prepare;
 mod protocol;
 mod release;
 mod sandbox;

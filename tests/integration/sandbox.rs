@@ -39,11 +39,13 @@ const STAND_INS: &[(&str, &str)] = &[
         "dest=''; url=''; prev=''; for a in \"$@\"; do [ \"$prev\" = -o ] && dest=\"$a\"; case \"$a\" in http://* | https://*) url=\"$a\";; esac; prev=\"$a\"; done\nf=\"$SANDBOX/web/${url#*://}\"\n{ [ -n \"$url\" ] && [ -f \"$f\" ]; } || { echo 'curl: (7) no network in the sandbox' >&2; exit 7; }\nif [ -n \"$dest\" ]; then cp \"$f\" \"$dest\"; else cat \"$f\"; fi\n",
     ),
     // docker compose version / up: recorded; `up` also records the project directory it ran in. `compose version`
-    // fails when the image has no plugin (no `image-has-compose`) and none was installed. `compose … config` is real
-    // Docker Compose v2 (no daemon needed). `login` keeps what it read on stdin.
+    // fails when the image has no plugin (no `image-has-compose`) and none was installed. `compose … config` and
+    // `--help` are real Docker Compose v2 (no daemon needed). `compose [OPTIONS] pull [SERVICE…]` appends the images
+    // of those services, as real Compose resolves them with the same OPTIONS, to `pulled-images`, and fails when
+    // `pull-fails` exists; `image inspect IMAGE` finds only what was pulled. `login` keeps what it read on stdin.
     (
         "docker",
-        "case \"$1\" in\n  login) cat > \"$SANDBOX/docker-login-stdin\" ;;\n  compose)\n    case \" $* \" in *' config '*) shift; exec \"$SANDBOX_COMPOSE\" \"$@\" ;; esac\n    case \"$2\" in version) { [ -f \"$SANDBOX/image-has-compose\" ] || [ -x \"$DIFY_CLI_PLUGINS/docker-compose\" ]; } || exit 1; echo 'Docker Compose version v2.40.3';; up) pwd >> \"$SANDBOX/compose-up-dirs\";; esac ;;\nesac\n",
+        "case \"$1\" in\n  login) cat > \"$SANDBOX/docker-login-stdin\" ;;\n  image) [ \"$2\" = inspect ] && exec grep -qxF -- \"$3\" \"$SANDBOX/pulled-images\" ;;\n  compose)\n    case \" $* \" in *' config '* | *' --help '*) shift; exec \"$SANDBOX_COMPOSE\" \"$@\" ;; esac\n    case \" $* \" in *' pull '*)\n      [ -f \"$SANDBOX/pull-fails\" ] && { echo 'Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial tcp: i/o timeout' >&2; exit 18; }\n      shift; n=0; for a in \"$@\"; do [ \"$a\" = pull ] && break; n=$((n + 1)); done\n      services=''; i=0\n      for a in \"$@\"; do shift; if [ $i -lt $n ]; then set -- \"$@\" \"$a\"; elif [ $i -gt $n ]; then case \"$a\" in -*) ;; *) services=\"$services $a\" ;; esac; fi; i=$((i + 1)); done\n      \"$SANDBOX_COMPOSE\" \"$@\" config --format json | python3 -c 'import json, sys; s = json.load(sys.stdin)[\"services\"]; [print(s[n][\"image\"]) for n in sys.argv[1:]]' $services >> \"$SANDBOX/pulled-images\"\n      exit ;;\n    esac\n    case \"$2\" in version) { [ -f \"$SANDBOX/image-has-compose\" ] || [ -x \"$DIFY_CLI_PLUGINS/docker-compose\" ]; } || exit 1; echo 'Docker Compose version v2.40.3';; up) pwd >> \"$SANDBOX/compose-up-dirs\";; esac ;;\nesac\n",
     ),
     // git clone … --branch VERSION URL DIR: the release model for VERSION, or the error git gives for a missing tag.
     (

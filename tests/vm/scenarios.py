@@ -13,6 +13,7 @@ Scenarios (each asserts on the guest's mounts, containers, the data volume's fil
   h volume in the seed HCL module's layout (/opt/dify-data/{postgres,redis,weaviate})
   i apt-based guest (Docker not on the image)     j volume added to a stack that had none
   k two instances of one stack (dify:index 1 booted first, then 0), one shared secret (--shared-user-data)
+  l pre-warmed replacement: the new VM gets ready without the volume while the old one serves (issue 17)
   m volume grown while the instance runs (online, through udev and dify-grow.service)
 """
 
@@ -30,6 +31,7 @@ import traceback
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import switch  # noqa: E402
 import twin  # noqa: E402
 
 ROOT = twin.ROOT
@@ -52,6 +54,7 @@ NAMES = {
     "i": "i_apt_based_guest",
     "j": "j_volume_added_to_volumeless_stack",
     "k": "k_two_instances_share_one_secret",
+    "l": "l_prewarmed_replacement",
     "m": "m_volume_grown_while_running",
 }
 SHARED_SECRET = "dify/prd/app-secrets"  # boot::shared_secret_name("prd"), as tests/golden/user-data-shared-secrets.yaml names it
@@ -130,13 +133,14 @@ def quick(vm, serial):
     if rc != 0:
         raise RuntimeError(f"quick probe failed: {err[-500:]}")
     q = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return {k: (q.get(k) or None) if k in ("device", "mount") else q.get(k, "") for k in ("boot_id", "system", "dify", "device", "mount")}
+    return {k: (q.get(k) or None) if k in ("device", "mount") else q.get(k, "") for k in ("boot_id", "system", "dify", "device", "mount", "prepared")}
 
 
 def settle(vm, serial, timeout=BOOT_TIMEOUT, stuck_after=90, boot_id=None):
     """Waits until the boot is over (systemd: running/degraded, dify.service not activating). Returns (quick facts,
     None) or (quick facts, why it stopped waiting). A bootstrap that has not mounted the data volume stuck_after
-    seconds after it appeared is reported, not waited for (today's script would wait 300 s for a name it never finds)."""
+    seconds after it appeared, once past its DIFY-PREPARED marker (before it, Docker, the release and the pulls come
+    first), is reported, not waited for (it would wait an hour for a name it never finds)."""
     deadline = vm.started + timeout if boot_id is None else time.time() + timeout
     device_seen = None
     q = {}
@@ -154,7 +158,7 @@ def settle(vm, serial, timeout=BOOT_TIMEOUT, stuck_after=90, boot_id=None):
             continue
         if q["system"] in ("running", "degraded") and q["dify"] != "activating":
             return q, None
-        if q["device"] and not q["mount"] and q["dify"] == "activating":
+        if q["device"] and not q["mount"] and q["dify"] == "activating" and q["prepared"]:
             device_seen = device_seen or time.time()
             if time.time() - device_seen > stuck_after:
                 return q, (f"dify-bootstrap had not mounted the data volume {stuck_after}s after {q['device']} "
@@ -581,6 +585,71 @@ class Runner:
             vm0.shutdown()
             vm1.shutdown()
 
+    def scenario_l(self):
+        # issue 17's pre-warmed replacement: the new instance is launched with the volume's tag while the old one
+        # serves; it installs what it needs, fetches the release and pulls every image, prints the marker and waits
+        # for the volume. Only then is the old one stopped and the volume moved; what is left is mount, secrets, up.
+        disk = self.disk("vol-l")
+        old = self.vm("l-old", disk, append=switch.pull_append())
+        new = self.vm("l-new", disk, attach_data=False, append=switch.pull_append())
+        version = switch.version_of(self.user_data)
+        try:
+            old.start()
+            new.start()
+            watch = switch.ConsoleWatch(new)
+            log("l: old and new VMs started (the new one without the data volume)")
+            old.wait_agent(300)
+            q, stuck = settle(old, disk.serial)
+            self.timing("l old VM first boot, settled", time.time() - old.started)
+            before = probe(old, disk.serial, old.workdir, "l-old")
+            assert_serving(before, disk.volume_id)
+            check(not stuck, stuck)
+            try:
+                watch.wait("prepared", BOOT_TIMEOUT - (time.time() - new.started))
+            except RuntimeError as e:
+                raise Failed(f"the new VM never printed its marker: {e}")
+            self.timing("l new VM prepared (marker)", watch.at("prepared") - new.started)
+            check(watch.seen["prepared"][1].endswith(f"DIFY-PREPARED {version}"), f"marker line {watch.seen['prepared'][1]!r} does not name {version}")
+            new.wait_agent(300)
+            time.sleep(10)  # a Dify that (wrongly) went on without its volume would be starting by now
+            waiting = quick(new, disk.serial)
+            pulls = new.sh("cat /var/log/twin-pull.log")[1]
+            running = new.sh("docker ps -q")[1].split()
+            check(waiting["dify"] == "activating" and not waiting["mount"],
+                  f"after its marker, without the volume, the new VM's dify.service is {waiting['dify']} (mount {waiting['mount']}): it did not wait")
+            check(not running, f"the new VM runs {len(running)} containers before it has its data volume")
+            check(len(pulls.splitlines()) >= 5, f"the new VM pulled {len(pulls.splitlines())} images before its marker: {pulls[-300:]}")
+
+            t0 = time.time()
+            clean = old.shutdown(timeout=switch.STOP_TIMEOUT)
+            stopped = time.time()
+            check(clean, f"the old VM did not power off cleanly (killed after {switch.STOP_TIMEOUT} s)")
+            new.hotplug_data()
+            try:
+                served = switch.wait_ping(new, BOOT_TIMEOUT, watch)
+            except RuntimeError as e:
+                raise Failed(f"after the volume moved: {e}")
+            self.timing(f"l downtime {served - t0:.0f}s: old VM stop {stopped - t0:.0f}s, hot-plug to ping {served - stopped:.0f}s", served - t0)
+            q, stuck = settle(new, disk.serial, timeout=time.time() - new.started + 600)
+            after = probe(new, disk.serial, new.workdir, "l-new")
+            assert_serving(after, disk.volume_id)
+            assert_ordering(after)
+            check(not stuck, stuck)
+            check(after["db_cluster"] == before["db_cluster"], f"database cluster {before['db_cluster']} -> {after['db_cluster']}: not the old VM's data")
+            check((after.get("secrets") or {}).get("sha256") == before["secrets"]["sha256"], "the new VM made new secrets")
+            check(after["mount"]["uuid"] == before["mount"]["uuid"], "filesystem UUID changed: the volume was reformatted")
+            pulls_after = new.sh("cat /var/log/twin-pull.log")[1]
+            check(pulls_after == pulls, f"the new VM pulled during the downtime: {pulls_after[len(pulls):][-300:]}")
+            console = watch.poll()
+            order = [console.find(switch.PREPARED), console.find("for data volume"), console.find(f"Dify {version} started")]
+            check(-1 not in order and order == sorted(order), f"console order (marker, volume wait, started) is {order}")
+            report("l", True)
+        except Failed as e:
+            report("l", False, str(e))
+        finally:
+            new.shutdown()
+            old.shutdown()
+
     def scenario_m(self):
         # size_gb raised while the instance runs (EBS ModifyVolume): the kernel reports the volume's new size with a
         # block "change" event (RESIZE=1), the user data's udev rule starts dify-grow.service, and the mounted
@@ -634,7 +703,7 @@ class Runner:
 
 
 def run_job(runner, job, want):
-    keys = {"abfc": "abfc", "d": "d", "e": "e", "g": "g", "h": "h", "i": "i", "j": "j", "k": "k", "m": "m"}[job]
+    keys = {"abfc": "abfc", "d": "d", "e": "e", "g": "g", "h": "h", "i": "i", "j": "j", "k": "k", "l": "l", "m": "m"}[job]
     try:
         if job == "abfc":
             runner.chain_abfc(want)
@@ -654,7 +723,7 @@ def main():
                    help="the release directory `git clone` yields in the guest (its docker/ is the compose fixture)")
     p.add_argument("--shared-user-data", default=os.path.join(ROOT, "tests/golden/user-data-shared-secrets.yaml"),
                    help="scenario k: the user data of an instance of a multi-instance stack (DIFY_SHARED_SECRETS)")
-    p.add_argument("--only", default="abcdefghijkm", help="scenario letters, e.g. abc")
+    p.add_argument("--only", default="abcdefghijklm", help="scenario letters, e.g. abc")
     p.add_argument("--jobs", type=int, default=2, help="VMs at once")
     p.add_argument("--smp", type=int, default=1)
     p.add_argument("--memory", type=int, default=1536)
@@ -671,7 +740,7 @@ def main():
     t0 = time.time()
     runner = Runner(args)
     log(f"image {runner.image}; work {runner.work}; user data {runner.user_data}; release {runner.release}")
-    jobs = [j for j in ["abfc", "k", "d", "j", "g", "e", "h", "i", "m"] if set(j if j != "abfc" else "abfc") & want]
+    jobs = [j for j in ["abfc", "k", "l", "d", "j", "g", "e", "h", "i", "m"] if set(j if j != "abfc" else "abfc") & want]
     queue = list(jobs)
     qlock = threading.Lock()
 
