@@ -37,14 +37,20 @@ async fn value(sm: &aws_sdk_secretsmanager::Client) -> String {
     sm.get_secret_value().secret_id(SECRET).send().await.unwrap().secret_string().unwrap_or_default().to_string()
 }
 
-#[tokio::test]
-async fn two_instances_share_one_owned_secret_through_create_drift_import_destroy_and_recreate() {
+/// The emulator seeded, a proxy in front of it, and a workspace holding the two-instance stack, initialised.
+async fn start() -> (Moto, aws_sdk_ec2::Client, aws_sdk_secretsmanager::Client, AwsProxy, Workspace) {
     let moto = Moto::start();
     let (ec2, net, cert) = setup(&moto).await;
     let sm = moto.secretsmanager().await;
     let proxy = AwsProxy::start(&moto.endpoint());
     let ws = Workspace::via(&proxy.endpoint(), &two_instances(&net, &cert));
     ws.init();
+    (moto, ec2, sm, proxy, ws)
+}
+
+#[tokio::test]
+async fn two_instances_share_one_owned_secret_through_create_drift_import_destroy_and_recreate() {
+    let (_moto, ec2, sm, proxy, ws) = start().await;
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     let calls: Vec<String> = proxy.calls().into_iter().map(|c| c.operation).collect();
     let created = calls.iter().position(|o| o == "secretsmanager:CreateSecret").expect("the secret was created");
@@ -115,12 +121,7 @@ async fn two_instances_share_one_owned_secret_through_create_drift_import_destro
 
 #[tokio::test]
 async fn a_foreign_secret_is_refused_before_any_change_and_an_interrupted_create_adopts_its_own() {
-    let moto = Moto::start();
-    let (ec2, net, cert) = setup(&moto).await;
-    let sm = moto.secretsmanager().await;
-    let proxy = AwsProxy::start(&moto.endpoint());
-    let ws = Workspace::via(&proxy.endpoint(), &two_instances(&net, &cert));
-    ws.init();
+    let (_moto, ec2, sm, proxy, ws) = start().await;
 
     // Someone else's secret of the same name: refused, naming it and the fix, before the stack changes anything.
     sm.create_secret().name(SECRET).secret_string("{\"theirs\":\"x\"}").send().await.unwrap();
