@@ -141,10 +141,12 @@ mod tests {
 
     #[test]
     fn two_instances_read_every_secret_and_write_only_the_shared_one() {
-        let mut c = DifyConfig::default();
-        c.external_database = Some(boot::ExternalDatabase { host: "db".into(), password_secret_arn: Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf".into()), ..Default::default() });
-        c.secret_env = Some([("SMTP_PASSWORD".to_string(), "arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp-XyZ".to_string())].into());
-        c.s3_storage = Some(boot::S3Storage { bucket: "dify-files".into(), region: Some("us-east-1".into()) });
+        let c = DifyConfig {
+            external_database: Some(boot::ExternalDatabase { host: "db".into(), password_secret_arn: Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf".into()), ..Default::default() }),
+            secret_env: Some([("SMTP_PASSWORD".to_string(), "arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp-XyZ".to_string())].into()),
+            s3_storage: Some(boot::S3Storage { bucket: "dify-files".into(), region: Some("us-east-1".into()) }),
+            ..Default::default()
+        };
         let d = doc(&PolicyInputs::of_stack("dify-prd", "us-east-1", 2, &c));
         assert_eq!(sids(&d), vec!["SessionManager", "ReadSecrets", "WriteSharedSecret", "FilesList", "FilesReadWrite"]);
         let shared = "arn:aws:secretsmanager:us-east-1:*:secret:dify/dify-prd/app-secrets-*";
@@ -157,10 +159,12 @@ mod tests {
 
     #[test]
     fn release_objects_and_an_ecr_registry_are_granted_and_other_registries_are_not() {
-        let mut c = DifyConfig::default();
-        c.release_url = Some("s3://artifacts/dify-1.13.3.tar.gz".into());
-        c.compose_plugin_url = Some("https://example.com/docker-compose".into());
-        c.image_registry = Some("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/docker-hub".into());
+        let mut c = DifyConfig {
+            release_url: Some("s3://artifacts/dify-1.13.3.tar.gz".into()),
+            compose_plugin_url: Some("https://example.com/docker-compose".into()),
+            image_registry: Some("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/docker-hub".into()),
+            ..Default::default()
+        };
         let d = doc(&PolicyInputs::of_stack("dify", "cn-north-1", 1, &c));
         assert_eq!(sids(&d), vec!["SessionManager", "ReleaseObjects", "EcrLogin", "EcrPull"]);
         assert_eq!(d["Statement"][1]["Resource"], "arn:aws-cn:s3:::artifacts/dify-1.13.3.tar.gz");
