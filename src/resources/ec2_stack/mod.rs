@@ -156,9 +156,9 @@ fn dify_block() -> NestedBlock {
             .block(NestedBlock::single(
                 "s3_storage",
                 Block::new()
-                    .description("S3 bucket for uploaded files, shared by all instances (access through the instance profile).")
+                    .description("S3 bucket for uploaded files and the plugin daemon's installed plugins, shared by all instances (access through the instance profile).")
                     .attr(Attribute::string("bucket").required().description("Bucket name."))
-                    .attr(Attribute::string("region").optional().description("Bucket region.")),
+                    .attr(Attribute::string("region").optional().description("Bucket region; also the plugin daemon's `PLUGIN_AWS_REGION`, so set it.")),
             )),
     )
 }
@@ -224,7 +224,7 @@ impl Resource for Ec2Stack {
                 .attr(Attribute::string("instance_type").default(Value::string("t3.medium")).description("Instance type. Changes in place: each instance is deregistered, stopped, changed, started and registered again, one at a time."))
                 .attr(Attribute::string("ami_id").optional().computed().use_state_for_unknown().description("Image id. Default: the latest Amazon Linux 2023 for the instance type's architecture, resolved at create and then kept, so a new AMI release never replaces instances; an explicit change replaces them one at a time, moving the data volume.").validate(validate::prefixed("ami-")))
                 .attr(Attribute::number("root_volume_size_gb").default(Value::int(30)).description("Size of the encrypted gp3 root volume (GiB) for new instances.").validate(validate::int_between(8, 16384)))
-                .attr(Attribute::string("iam_instance_profile").optional().description("Instance profile name. It needs the AmazonSSMManagedInstanceCore policy for Session Manager (and Secrets Manager read access for external service passwords; ECR pull rights with an ECR `dify.image_registry`; `s3:GetObject` on an `s3://` `dify.release_url` or `compose_plugin_url`)."))
+                .attr(Attribute::string("iam_instance_profile").optional().description("Instance profile name. It needs the AmazonSSMManagedInstanceCore policy for Session Manager (and Secrets Manager read access for external service passwords; ECR pull rights with an ECR `dify.image_registry`; `s3:GetObject` on an `s3://` `dify.release_url` or `compose_plugin_url`). `instance_policy_json` and the `dify_instance_policy` data source render the whole policy for the configuration."))
                 .attr(Attribute::string("key_name").optional().description("EC2 key pair. Discouraged: use Session Manager instead of SSH; the security group opens no SSH port either way."))
                 .attr(Attribute::number("app_port").default(Value::int(80)).description("The port Dify's nginx listens on; the only ingress, from `alb_security_group_id`.").validate(validate::int_between(1, 65535)))
                 .attr(Attribute::string("alb_security_group_id").optional().description("The load balancer's security group (`dify_alb.security_group_id`), allowed in on `app_port`.").validate(validate::prefixed("sg-")))
