@@ -126,6 +126,14 @@ pub async fn modify_plan(ctx: &Ctx, plan: &mut PlanRequest<'_>, diags: &mut Diag
 
     // Data volumes must be in their instances' zones; subnets that hand out public IPs, or have no way out, get a warning.
     let Some(aws) = aws else { return };
+    // A shared secret the apply will have to make: a foreign one of its name is refused now, before any change.
+    if plan.planned.get("shared_secret_arn").is_unknown() && plan.planned.get("instance_count").as_i64().is_some_and(|c| c > 1) {
+        if let Some(name) = plan.planned.get("name").as_str() {
+            if let Err(e) = super::shared_secret::check_ours(aws, name).await {
+                return diags.error_at(AttrPath::root("name"), "The stack's shared secret name is taken", e);
+            }
+        }
+    }
     let subnet_ids: Vec<String> = plan.planned.get("subnet_ids").elements().unwrap_or_default().iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
     let volumes: Vec<Option<String>> = plan.planned.get("data_volume_ids").elements().unwrap_or_default().iter().map(|v| v.as_str().map(str::to_string)).collect();
     let subnets_known = !subnet_ids.is_empty() && subnet_ids.len() == plan.planned.get("subnet_ids").elements().map(|e| e.len()).unwrap_or(0);
