@@ -140,7 +140,8 @@ impl Provider for DifyProvider {
                         .attr(endpoint("route53", "Route 53"))
                         .attr(endpoint("ebs", "the EBS direct APIs"))
                         .attr(endpoint("sts", "STS"))
-                        .attr(endpoint("dlm", "Data Lifecycle Manager (`dify_persistent_volume`'s `backup`)")),
+                        .attr(endpoint("dlm", "Data Lifecycle Manager (`dify_persistent_volume`'s `backup`)"))
+                        .attr(endpoint("secretsmanager", "Secrets Manager (the shared secret of a multi-instance `dify_ec2_stack`)")),
                 ))
                 .block(NestedBlock::single(
                     "default_tags",
@@ -194,7 +195,7 @@ impl Provider for DifyProvider {
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
-        vec![Arc::new(data_sources::network::Network), Arc::new(data_sources::ami::Ami)]
+        vec![Arc::new(data_sources::network::Network), Arc::new(data_sources::ami::Ami), Arc::new(data_sources::instance_policy::InstancePolicy)]
     }
 }
 

@@ -1,5 +1,5 @@
 //! AWS access: clients built once from the provider block, the retry policy, call logging, error classification
-//! (`AwsError`), ownership tags, and the finders and waiters resources share (`ec2`, `elbv2`, `route53`, `dlm`). Knows AWS;
+//! (`AwsError`), ownership tags, and the finders and waiters resources share (`ec2`, `elbv2`, `route53`, `dlm`, `secrets`). Knows AWS;
 //! knows nothing of Terraform's wire protocol.
 
 pub mod calls;
@@ -7,6 +7,7 @@ pub mod dlm;
 pub mod ec2;
 pub mod elbv2;
 pub mod route53;
+pub mod secrets;
 pub mod errors;
 pub mod security_group;
 pub mod snapshot_upload;
@@ -45,6 +46,7 @@ pub struct Endpoints {
     pub ebs: Option<String>,
     pub sts: Option<String>,
     pub dlm: Option<String>,
+    pub secretsmanager: Option<String>,
 }
 
 /// How to reach AWS: what `connect` needs, already checked (the provider block's own checks are `provider`'s).
@@ -81,6 +83,8 @@ pub struct AwsClients {
     pub sts: aws_sdk_sts::Client,
     /// Data Lifecycle Manager: the backup schedules of `dify_persistent_volume`.
     pub dlm: aws_sdk_dlm::Client,
+    /// Secrets Manager: the shared application secret of a multi-instance `dify_ec2_stack`.
+    pub secretsmanager: aws_sdk_secretsmanager::Client,
 }
 
 impl AwsClients {
@@ -168,6 +172,7 @@ pub async fn connect(cfg: &Connection) -> Result<AwsClients, ConnectError> {
         ebs: client!(aws_sdk_ebs, |e| &e.ebs),
         sts: client!(aws_sdk_sts, |e| &e.sts),
         dlm: client!(aws_sdk_dlm, |e| &e.dlm),
+        secretsmanager: client!(aws_sdk_secretsmanager, |e| &e.secretsmanager),
     };
     let (allowed, forbidden) = (&cfg.allowed_account_ids, &cfg.forbidden_account_ids);
     let must_check = !allowed.is_empty() || !forbidden.is_empty() || !cfg.skip_credentials_validation;

@@ -27,7 +27,7 @@ ones the release's compose file reads.
 | `dify.external_database` | `DB_HOST`, `DB_PORT`, `DB_USERNAME`, `DB_DATABASE`, `DB_PLUGIN_DATABASE` (`plugin_database`, default `dify_plugin`); `DB_PASSWORD` read at boot from `password_secret_arn` (and `password_secret_key`), or none |
 | `dify.external_redis` | `REDIS_HOST`, `REDIS_PORT`, `REDIS_USE_SSL` (`tls`); `REDIS_PASSWORD` read at boot from `password_secret_arn`, or none; the bundled Redis does not start |
 | Redis, bundled or external | `CELERY_BROKER_URL` (`redis://` or `rediss://`, the one Redis password percent-encoded, the same host and port, database 1) and `BROKER_USE_SSL`, derived at boot |
-| `dify.s3_storage` | `STORAGE_TYPE` = `s3`, `S3_BUCKET_NAME`, `S3_REGION`, `S3_USE_AWS_MANAGED_IAM` = `true` |
+| `dify.s3_storage` | `STORAGE_TYPE` = `s3`, `S3_BUCKET_NAME`, `S3_REGION`, `S3_USE_AWS_MANAGED_IAM` = `true`; the plugin daemon's installed plugins in the same bucket: `PLUGIN_STORAGE_TYPE` = `aws_s3`, `PLUGIN_STORAGE_OSS_BUCKET`, `PLUGIN_S3_USE_AWS` = `true`, `PLUGIN_S3_USE_AWS_MANAGED_IAM` = `true`, `PLUGIN_AWS_REGION` (`region`) |
 | `dify.vector_store_url` | `WEAVIATE_ENDPOINT`, `QDRANT_URL` or `MILVUS_URI` |
 | `dify.env` | each key as given (keys above and below are refused, as are keys that name a secret) |
 | `dify.secret_env` | each key, its value read at boot from Secrets Manager |
@@ -130,6 +130,11 @@ pub fn managed_keys(c: &DifyConfig) -> Vec<&'static str> {
         "S3_BUCKET_NAME",
         "S3_REGION",
         "S3_USE_AWS_MANAGED_IAM",
+        "PLUGIN_STORAGE_TYPE",
+        "PLUGIN_STORAGE_OSS_BUCKET",
+        "PLUGIN_S3_USE_AWS",
+        "PLUGIN_S3_USE_AWS_MANAGED_IAM",
+        "PLUGIN_AWS_REGION",
         "WEAVIATE_ENDPOINT",
         "QDRANT_URL",
         "MILVUS_URI",
@@ -211,6 +216,15 @@ pub fn compose_env(c: &DifyConfig, app_port: i64) -> BTreeMap<String, String> {
             e.insert("S3_REGION".into(), region.clone());
         }
         e.insert("S3_USE_AWS_MANAGED_IAM".into(), "true".into());
+        // The plugin daemon keeps installed plugins in the same bucket (under its own `plugin/`, `plugin_packages/`
+        // and `assets/` paths), so every instance sees every plugin.
+        e.insert("PLUGIN_STORAGE_TYPE".into(), "aws_s3".into());
+        e.insert("PLUGIN_STORAGE_OSS_BUCKET".into(), s3.bucket.clone());
+        e.insert("PLUGIN_S3_USE_AWS".into(), "true".into());
+        e.insert("PLUGIN_S3_USE_AWS_MANAGED_IAM".into(), "true".into());
+        if let Some(region) = &s3.region {
+            e.insert("PLUGIN_AWS_REGION".into(), region.clone());
+        }
     }
     match (&c.vector_store_url, store.as_str()) {
         (Some(url), "qdrant") => e.insert("QDRANT_URL".into(), url.clone()),

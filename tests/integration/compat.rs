@@ -62,7 +62,7 @@ async fn smoke(minor: &str, full: &str) {
     assert_empty_plan(&ws, &vars, "terraform import");
 
     // An `import` block: by identity from 1.12, by id below it.
-    let volume = "module.dify.dify_persistent_volume.data";
+    let volume = "module.dify.dify_persistent_volume.data[0]";
     let volume_id = state_id(&ws, volume);
     let out = in_env_with(&ws, &["state", "rm"], &[], &[volume]);
     assert_eq!(out.code, 0, "state rm:\n{}", out.all());

@@ -61,7 +61,7 @@ output "stack" {{
 }
 
 pub const ONE: &str = "  data_volume_ids = [dify_persistent_volume.a.id]";
-const SHARED: &str = r#"  dify {
+pub const SHARED: &str = r#"  dify {
     version          = "1.13.3"
     vector_store_url = "https://vectors.internal.example.com"
     external_database {
@@ -229,6 +229,10 @@ async fn scaling_one_two_one_needs_shared_services_and_keeps_the_volumes() {
     assert_eq!(tag(&instances[1], "Name"), Some("dify-app-2"));
     assert_eq!(instances[1].subnet_id(), Some(net.private[1].1.as_str()), "instance 2 in the second subnet");
     assert_eq!(instances[1].placement().unwrap().availability_zone(), Some(net.private[1].2.as_str()));
+    // Scaling out made the shared secret the instances now name.
+    let sm = moto.secretsmanager().await;
+    let secret = sm.describe_secret().secret_id("dify/dify-app/app-secrets").send().await.expect("the shared secret");
+    assert_eq!(ws.outputs()["stack"]["value"]["shared_secret_arn"], secret.arn().unwrap());
     ws.assert_no_changes();
 
     ws.write("main.tf", &config(&net, &cert, &format!("{ONE}\n{SHARED}")));
@@ -238,6 +242,12 @@ async fn scaling_one_two_one_needs_shared_services_and_keeps_the_volumes() {
     assert_eq!(tag(&remaining[0], "dify:index"), Some("0"), "the highest index was removed");
     let volumes = ec2.describe_volumes().filters(Filter::builder().name("tag:Name").values("data-c").build()).send().await.unwrap();
     assert_eq!(volumes.volumes().len(), 1, "the data volume of the removed instance survives");
+    // Back to one instance: the secret is kept while the stack exists, and no longer named in the user data.
+    let kept = sm.describe_secret().secret_id("dify/dify-app/app-secrets").send().await.unwrap();
+    assert!(kept.deleted_date().is_none(), "kept");
+    let out = ws.outputs()["stack"]["value"].clone();
+    assert_eq!(out["shared_secret_arn"], secret.arn().unwrap());
+    assert!(!out["rendered_user_data"].as_str().unwrap().contains("DIFY_SHARED_SECRETS"), "a single instance keeps its secrets on its volume");
     ws.assert_no_changes();
 }
 

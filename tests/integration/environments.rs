@@ -89,7 +89,12 @@ async fn apply_environment(env: &str, cidr: &str) {
     let outputs = run(with(&["output", "-json"]));
     let json: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
     assert_eq!(json["url"]["value"], format!("https://dify-{env}.example.com").as_str());
-    assert_eq!(json["instance_ids"]["value"].as_array().unwrap().len(), 1);
+    let count = if env == "prd" { 2 } else { 1 };
+    assert_eq!(json["instance_ids"]["value"].as_array().unwrap().len(), count, "{env}: instances");
+    assert_eq!(json["volume_ids"]["value"].as_array().unwrap().len(), count, "{env}: one data volume per instance");
+    if env == "prd" {
+        check_prd_is_highly_available(&moto, &json).await;
+    }
 
     let volume = json["volume_ids"]["value"][0].as_str().unwrap().to_string();
     let v = &ec2.describe_volumes().volume_ids(&volume).send().await.unwrap().volumes()[0].clone();
@@ -116,6 +121,22 @@ async fn apply_environment(env: &str, cidr: &str) {
     assert!(ec2.describe_volumes().volume_ids(&volume).send().await.map(|o| o.volumes().is_empty()).unwrap_or(true), "the volume is gone");
     let snaps = ec2.describe_snapshots().owner_ids("self").filters(Filter::builder().name("tag:dify:final-snapshot-of").values(&volume).build()).send().await.unwrap();
     assert_eq!(snaps.snapshots().len(), 1, "but its final snapshot remains");
+}
+
+/// prd's two instances run in two zones and share the stack's secret; its role policy lets them write only that one.
+async fn check_prd_is_highly_available(moto: &Moto, json: &serde_json::Value) {
+    let zones: std::collections::BTreeSet<&str> = json["availability_zones"]["value"].as_array().unwrap().iter().filter_map(|z| z.as_str()).collect();
+    assert_eq!(zones.len(), 2, "two zones: {zones:?}");
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config_in(REGION).await);
+    let secret = sm.describe_secret().secret_id("dify/dify-prd/app-secrets").send().await.expect("prd's shared secret");
+    assert_eq!(json["shared_secret_arn"]["value"], secret.arn().unwrap());
+    assert!(secret.tags().iter().any(|t| t.key() == Some("dify:stack") && t.value() == Some("dify-prd")));
+    assert!(secret.tags().iter().any(|t| t.key() == Some("Environment") && t.value() == Some("prd")), "default_tags on the secret");
+    let policy: serde_json::Value = serde_json::from_str(json["instance_policy_json"]["value"].as_str().unwrap()).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    let put = statements.iter().find(|s| s["Action"] == serde_json::json!(["secretsmanager:PutSecretValue"])).expect("PutSecretValue");
+    assert_eq!(put["Resource"], format!("arn:aws:secretsmanager:{REGION}:*:secret:dify/dify-prd/app-secrets-*"));
+    assert!(statements.iter().any(|s| s["Resource"] == "arn:aws:s3:::dify-prd-files-333333333333/*"), "the bucket: {policy}");
 }
 
 #[tokio::test]

@@ -97,6 +97,10 @@ impl Moto {
         aws_sdk_route53::Client::new(&self.sdk_config().await)
     }
 
+    pub async fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)
+    }
+
     pub async fn elbv2(&self) -> aws_sdk_elasticloadbalancingv2::Client {
         aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk_config().await)
     }

@@ -13,6 +13,7 @@ mod ec2_stack;
 mod environments;
 mod fake_dlm;
 mod faults;
+mod ha_stack;
 mod harness;
 mod migration;
 mod network;

@@ -113,7 +113,7 @@ async fn providers_schema_json_lists_both_data_sources_with_descriptions() {
 async fn examples_validate() {
     let moto = Moto::start();
     let root = crate::harness::root();
-    for example in ["examples/provider/provider.tf", "examples/data-sources/dify_network/data-source.tf", "examples/data-sources/dify_ami/data-source.tf", "examples/resources/dify_persistent_volume/resource.tf", "examples/resources/dify_alb/resource.tf", "examples/resources/dify_ec2_stack/resource.tf", "examples/resources/dify_dns_record/resource.tf"] {
+    for example in ["examples/provider/provider.tf", "examples/data-sources/dify_network/data-source.tf", "examples/data-sources/dify_ami/data-source.tf", "examples/data-sources/dify_instance_policy/data-source.tf", "examples/resources/dify_persistent_volume/resource.tf", "examples/resources/dify_alb/resource.tf", "examples/resources/dify_ec2_stack/resource.tf", "examples/resources/dify_dns_record/resource.tf"] {
         let text = std::fs::read_to_string(root.join(example)).unwrap().replace("difyops/dify", "NAMESPACE/dify");
         let ws = if text.contains("required_providers") {
             Workspace::new(&moto, &text)

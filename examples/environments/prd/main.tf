@@ -46,6 +46,22 @@ module "dify" {
   instance_type        = var.instance_type
   data_volume_size_gb  = var.data_volume_size_gb
   deletion_protection  = var.deletion_protection
+
+  # Two instances, one per private subnet (two zones), booting as one Dify on shared services. The RDS database,
+  # ElastiCache Redis, S3 bucket, vector store and the instance role's policy are made with hashicorp/aws in the
+  # platform's own configuration (docs/guides/high-availability.md); their ids come in as variables.
+  instance_count       = var.instance_count
+  iam_instance_profile = var.iam_instance_profile
+  shared_services = {
+    database_host                = var.database_host
+    database_password_secret_arn = var.database_password_secret_arn
+    database_password_secret_key = "password"
+    redis_host                   = var.redis_host
+    redis_password_secret_arn    = var.redis_password_secret_arn
+    s3_bucket                    = var.s3_bucket
+    s3_region                    = var.region
+    vector_store_url             = var.vector_store_url
+  }
 }
 
 output "url" {
@@ -64,11 +80,20 @@ output "volume_ids" {
   value = module.dify.volume_ids
 }
 
-# Production runs ONE instance on purpose. The seed module drew two instances in two zones, but with Dify's bundled
-# PostgreSQL, Redis, vector store and file storage that would be two separate Dify databases behind one load balancer
-# (dify_ec2_stack refuses it). High availability here is:
-#   - the data volume's final snapshot on destroy, and regular snapshots (AWS Backup or DLM) for restores;
-#   - a standby: to move to the second zone, snapshot the volume, create a dify_persistent_volume from it
-#     (snapshot_id) in that zone, and point the stack's subnet_ids and data_volume_ids at it;
-#   - or real active-active: set instance_count = 2 and the `dify` block's external_database, external_redis,
-#     vector_store_url and s3_storage to shared services (RDS, ElastiCache, S3, a vector database).
+output "availability_zones" {
+  value = module.dify.availability_zones
+}
+
+output "shared_secret_arn" {
+  value = module.dify.shared_secret_arn
+}
+
+# Attach to the role of var.iam_instance_profile (aws_iam_role_policy), before the instances boot.
+output "instance_policy_json" {
+  value = module.dify.instance_policy_json
+}
+
+# Production runs two instances in two zones on shared services: RDS PostgreSQL (its password in the secret RDS
+# manages), ElastiCache Redis, an S3 bucket for uploads and plugins, and an external vector store. Dify's own secrets
+# (SECRET_KEY and the others) live in the stack's shared Secrets Manager secret, so a login made through one instance
+# is valid on the other. dify_ec2_stack refuses two instances without every shared service (split brain).

@@ -14,3 +14,12 @@ domain_name         = "dify-prd.example.com"
 instance_type       = "t3.large"
 data_volume_size_gb = 50
 deletion_protection = true
+
+instance_count               = 2
+iam_instance_profile         = "dify-prd-instance"
+database_host                = "dify-prd.cluster-abcdefghijkl.ap-northeast-1.rds.amazonaws.com"
+database_password_secret_arn = "arn:aws:secretsmanager:ap-northeast-1:333333333333:secret:rds!db-00000000-0000-0000-0000-000000000000-AbCdEf"
+redis_host                   = "master.dify-prd.abcdef.apne1.cache.amazonaws.com"
+redis_password_secret_arn    = "arn:aws:secretsmanager:ap-northeast-1:333333333333:secret:dify-prd-redis-auth-AbCdEf"
+s3_bucket                    = "dify-prd-files-333333333333"
+vector_store_url             = "https://weaviate.dify-prd.internal.example.com"

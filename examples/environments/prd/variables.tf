@@ -49,3 +49,45 @@ variable "deletion_protection" {
   type    = bool
   default = false
 }
+
+variable "instance_count" {
+  description = "Instances, one per private subnet's zone."
+  type        = number
+  default     = 2
+}
+
+variable "iam_instance_profile" {
+  description = "Instance profile whose role carries the module's instance_policy_json."
+  type        = string
+}
+
+variable "database_host" {
+  description = "RDS PostgreSQL endpoint address."
+  type        = string
+}
+
+variable "database_password_secret_arn" {
+  description = "The RDS-managed master user secret (a JSON object with `password`)."
+  type        = string
+}
+
+variable "redis_host" {
+  description = "ElastiCache Redis primary endpoint."
+  type        = string
+}
+
+variable "redis_password_secret_arn" {
+  description = "Secret holding the Redis AUTH token, or null."
+  type        = string
+  default     = null
+}
+
+variable "s3_bucket" {
+  description = "Bucket for uploads and plugins."
+  type        = string
+}
+
+variable "vector_store_url" {
+  description = "URL of the shared vector store (weaviate by default)."
+  type        = string
+}

@@ -15,15 +15,24 @@ data "dify_network" "this" {
 }
 
 locals {
-  name = "dify-${var.env}"
-  # The data volume lives in the zone of the first private subnet, where instance 1 runs.
-  data_zone = one([for s in data.dify_network.this.subnets : s.availability_zone if s.id == data.dify_network.this.private_subnet_ids[0]])
+  name    = "dify-${var.env}"
+  subnets = data.dify_network.this.private_subnet_ids
+  # Instance i runs in private subnet i mod n; its data volume lives in that subnet's zone.
+  data_zones = [for i in range(var.instance_count) : one([for s in data.dify_network.this.subnets : s.availability_zone if s.id == local.subnets[i % length(local.subnets)]])]
+  shared     = var.shared_services
 }
 
 resource "dify_persistent_volume" "data" {
-  name              = "${local.name}-data"
-  availability_zone = local.data_zone
+  count             = var.instance_count
+  name              = count.index == 0 ? "${local.name}-data" : "${local.name}-data-${count.index + 1}"
+  availability_zone = local.data_zones[count.index]
   size_gb           = var.data_volume_size_gb
+}
+
+# Before instance_count existed the volume was a single resource.
+moved {
+  from = dify_persistent_volume.data
+  to   = dify_persistent_volume.data[0]
 }
 
 resource "dify_alb" "this" {
@@ -42,11 +51,48 @@ resource "dify_ec2_stack" "this" {
   iam_instance_profile  = var.iam_instance_profile
   alb_security_group_id = dify_alb.this.security_group_id
   target_group_arns     = [dify_alb.this.target_group_arn]
-  data_volume_ids       = [dify_persistent_volume.data.id]
+  instance_count        = var.instance_count
+  data_volume_ids       = dify_persistent_volume.data[*].id
 
   dify {
-    version = var.dify_version
+    version          = var.dify_version
+    vector_store_url = try(local.shared.vector_store_url, null)
+
+    dynamic "external_database" {
+      for_each = local.shared == null ? [] : [local.shared]
+      content {
+        host                = external_database.value.database_host
+        password_secret_arn = external_database.value.database_password_secret_arn
+        password_secret_key = external_database.value.database_password_secret_key
+      }
+    }
+
+    dynamic "external_redis" {
+      for_each = local.shared == null ? [] : [local.shared]
+      content {
+        host                = external_redis.value.redis_host
+        password_secret_arn = external_redis.value.redis_password_secret_arn
+        tls                 = external_redis.value.redis_tls
+      }
+    }
+
+    dynamic "s3_storage" {
+      for_each = local.shared == null ? [] : [local.shared]
+      content {
+        bucket = s3_storage.value.s3_bucket
+        region = s3_storage.value.s3_region
+      }
+    }
   }
+}
+
+# The policy the instance role (var.iam_instance_profile) needs, from the same inputs as the stack: attach it with
+# hashicorp/aws's aws_iam_role_policy (see docs/guides/high-availability.md).
+data "dify_instance_policy" "this" {
+  name           = local.name
+  instance_count = var.instance_count
+  s3_bucket      = try(local.shared.s3_bucket, null)
+  secret_arns    = local.shared == null ? [] : compact([local.shared.database_password_secret_arn, local.shared.redis_password_secret_arn])
 }
 
 resource "dify_dns_record" "this" {

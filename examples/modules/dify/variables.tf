@@ -65,3 +65,25 @@ variable "dify_version" {
   type        = string
   default     = "1.13.3"
 }
+
+variable "instance_count" {
+  description = "Number of instances, across the private subnets' zones. More than one needs shared_services."
+  type        = number
+  default     = 1
+}
+
+variable "shared_services" {
+  description = "The services every instance shares (RDS PostgreSQL, ElastiCache Redis, an S3 bucket, a vector store); required with more than one instance. Passwords are Secrets Manager secrets, read by the instances at boot."
+  type = object({
+    database_host                = string
+    database_password_secret_arn = string
+    database_password_secret_key = optional(string)
+    redis_host                   = string
+    redis_password_secret_arn    = optional(string)
+    redis_tls                    = optional(bool, true)
+    s3_bucket                    = string
+    s3_region                    = string
+    vector_store_url             = string
+  })
+  default = null
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::aws::{tags, AwsClients, OpExt};
+use crate::aws::{secrets, tags, AwsClients, OpExt};
 use crate::boot;
 use crate::framework::private::Private;
 use crate::framework::value::Value;
@@ -12,7 +12,7 @@ use crate::object;
 
 use super::observe::{observe, stack_state};
 use super::template::read_template;
-use super::{identity, STACK_TAG, SUBNETS_TAG};
+use super::{identity, policy, shared_secret, STACK_TAG, SUBNETS_TAG};
 
 pub async fn import(ctx: &Ctx, id: &str, identity_value: Option<&Value>, diags: &mut Diagnostics) -> Option<ResourceState> {
     let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
@@ -78,6 +78,18 @@ pub async fn import(ctx: &Ctx, id: &str, identity_value: Option<&Value>, diags: 
             return None;
         }
     };
+    // A multi-instance stack's shared secret, found by its name and ownership tag.
+    let shared_secret_arn = if count > 1 {
+        match shared_secret::live_arn(aws, &name).await {
+            Ok(arn) => arn.map(Value::String).unwrap_or(Value::Null),
+            Err(e) => {
+                diags.error(format!("Error importing EC2 stack ({id})"), e);
+                return None;
+            }
+        }
+    } else {
+        Value::Null
+    };
     let base = object! {
         "name" => Value::string(&name),
         "subnet_ids" => Value::List(subnets.iter().map(Value::string).collect()),
@@ -91,6 +103,9 @@ pub async fn import(ctx: &Ctx, id: &str, identity_value: Option<&Value>, diags: 
         "target_group_arns" => if target_groups.is_empty() { Value::Null } else { Value::Set(target_groups.iter().map(Value::string).collect()) },
         "user_data_sha256" => Value::String(boot::sha256_hex(&user_data)),
         "rendered_user_data" => Value::String(user_data),
+        "shared_secret_recovery_days" => Value::int(secrets::RECOVERY_WINDOW_DAYS),
+        "shared_secret_arn" => shared_secret_arn,
+        "instance_policy_json" => Value::String(policy::render(&policy::PolicyInputs::of_stack(&name, &aws.region, count as i64, &boot::DifyConfig::default()))),
     };
     Some(ResourceState { state: stack_state(&base, &o, aws), private: Private::default(), identity: Some(identity(&name)) })
 }

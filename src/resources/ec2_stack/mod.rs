@@ -9,7 +9,9 @@ mod egress;
 mod import;
 mod observe;
 mod plan;
+pub mod policy;
 mod rollout;
+mod shared_secret;
 mod snapshot;
 mod teardown;
 mod template;
@@ -21,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::aws::{tags, AwsClients};
+use crate::aws::{secrets, tags, AwsClients};
 use crate::framework::decode::decode;
 use crate::framework::private::Private;
 use crate::framework::resource::PlanRequest;
@@ -79,6 +81,8 @@ pub struct Spec {
     pub snapshots_to_keep: Option<i64>,
     /// The user data the plan rendered (`modify_plan`); absent when the plan could not render it yet.
     pub rendered_user_data: Option<String>,
+    /// The shared secret's ARN as the plan kept it; absent when the apply must create, restore or find it.
+    pub shared_secret_arn: Option<String>,
 }
 
 impl Spec {
@@ -97,7 +101,7 @@ impl Spec {
     }
     /// The user data every instance boots with: the one the plan showed, rendered here only when the plan could not.
     pub fn user_data(&self) -> String {
-        self.rendered_user_data.clone().unwrap_or_else(|| boot::render(&self.dify.clone().unwrap_or_default(), self.app_port, None))
+        self.rendered_user_data.clone().unwrap_or_else(|| boot::render(&self.dify.clone().unwrap_or_default(), self.app_port, shared_secret_of(&self.name, self.instance_count).as_deref()))
     }
     pub fn target_groups(&self) -> BTreeSet<String> {
         self.target_group_arns.clone().unwrap_or_default()
@@ -105,6 +109,12 @@ impl Spec {
 }
 
 pub struct Ec2Stack;
+
+/// The shared application secret's name the instances are told about: only a stack of more than one instance has
+/// one in use (a single instance keeps its secrets on its data volume).
+pub fn shared_secret_of(name: &str, instance_count: i64) -> Option<String> {
+    (instance_count > 1).then(|| boot::shared_secret_name(name))
+}
 
 fn dify_block() -> NestedBlock {
     let service = |name: &str, d: &str| {
@@ -146,9 +156,9 @@ fn dify_block() -> NestedBlock {
             .block(NestedBlock::single(
                 "s3_storage",
                 Block::new()
-                    .description("S3 bucket for uploaded files, shared by all instances (access through the instance profile).")
+                    .description("S3 bucket for uploaded files and the plugin daemon's installed plugins, shared by all instances (access through the instance profile).")
                     .attr(Attribute::string("bucket").required().description("Bucket name."))
-                    .attr(Attribute::string("region").optional().description("Bucket region.")),
+                    .attr(Attribute::string("region").optional().description("Bucket region; also the plugin daemon's `PLUGIN_AWS_REGION`, so set it.")),
             )),
     )
 }
@@ -159,6 +169,18 @@ fn dify_path(attr: &str) -> AttrPath {
         Some((map, key)) => AttrPath::root("dify").attr(map).key(key.trim_end_matches("\"]")),
         None => attr.split('.').fold(AttrPath::root("dify"), |path, step| path.attr(step)),
     }
+}
+
+/// The planned state with the shared secret's ARN the apply ensured.
+fn with_secret(planned: &Value, arn: Option<String>) -> Value {
+    let mut planned = planned.clone();
+    planned.set("shared_secret_arn", arn.map(Value::String).unwrap_or(Value::Null));
+    planned
+}
+
+/// Whether a state's stack has (or should have) a shared secret: more than one instance, or one kept after a scale-in.
+fn has_shared_secret(state: &Value) -> bool {
+    state.get("instance_count").as_i64().is_some_and(|c| c > 1) || !state.get("shared_secret_arn").is_null()
 }
 
 fn identity(name: &str) -> Value {
@@ -202,7 +224,7 @@ impl Resource for Ec2Stack {
                 .attr(Attribute::string("instance_type").default(Value::string("t3.medium")).description("Instance type. Changes in place: each instance is deregistered, stopped, changed, started and registered again, one at a time."))
                 .attr(Attribute::string("ami_id").optional().computed().use_state_for_unknown().description("Image id. Default: the latest Amazon Linux 2023 for the instance type's architecture, resolved at create and then kept, so a new AMI release never replaces instances; an explicit change replaces them one at a time, moving the data volume.").validate(validate::prefixed("ami-")))
                 .attr(Attribute::number("root_volume_size_gb").default(Value::int(30)).description("Size of the encrypted gp3 root volume (GiB) for new instances.").validate(validate::int_between(8, 16384)))
-                .attr(Attribute::string("iam_instance_profile").optional().description("Instance profile name. It needs the AmazonSSMManagedInstanceCore policy for Session Manager (and Secrets Manager read access for external service passwords; ECR pull rights with an ECR `dify.image_registry`; `s3:GetObject` on an `s3://` `dify.release_url` or `compose_plugin_url`)."))
+                .attr(Attribute::string("iam_instance_profile").optional().description("Instance profile name. It needs the AmazonSSMManagedInstanceCore policy for Session Manager (and Secrets Manager read access for external service passwords; ECR pull rights with an ECR `dify.image_registry`; `s3:GetObject` on an `s3://` `dify.release_url` or `compose_plugin_url`). `instance_policy_json` and the `dify_instance_policy` data source render the whole policy for the configuration."))
                 .attr(Attribute::string("key_name").optional().description("EC2 key pair. Discouraged: use Session Manager instead of SSH; the security group opens no SSH port either way."))
                 .attr(Attribute::number("app_port").default(Value::int(80)).description("The port Dify's nginx listens on; the only ingress, from `alb_security_group_id`.").validate(validate::int_between(1, 65535)))
                 .attr(Attribute::string("alb_security_group_id").optional().description("The load balancer's security group (`dify_alb.security_group_id`), allowed in on `app_port`.").validate(validate::prefixed("sg-")))
@@ -223,6 +245,9 @@ impl Resource for Ec2Stack {
                 .attr(Attribute::number("launch_template_version").computed().description("The launch template version instances launch from; each change makes a new one."))
                 .attr(Attribute::string("rendered_user_data").computed().description("The cloud-init user data the instances boot with, rendered from the `dify` block, so plans show what changes. Holds no secret."))
                 .attr(Attribute::string("user_data_sha256").computed().description("SHA-256 of `rendered_user_data`."))
+                .attr(Attribute::string("shared_secret_arn").computed().description("With more than one instance: the Secrets Manager secret `dify/<name>/app-secrets` (tagged `dify:stack = name`) holding Dify's application secrets (`SECRET_KEY` and the others) for every instance, so a login made through one instance is valid on the others. The provider creates it holding `{}` before any instance launches, and never reads or writes its value again: instance 0 fills it at boot (from its data volume when it has secrets there, so going from one instance to two keeps every session), the others read it. Kept while the stack exists (scaling back to one instance keeps it); destroy schedules its deletion with `shared_secret_recovery_days`. Deleted outside Terraform, it shows in the next plan and the apply restores or re-creates it (instance 0 then fills it again at its next boot). A secret of that name not tagged as this stack's is refused before anything changes."))
+                .attr(Attribute::number("shared_secret_recovery_days").default(Value::int(secrets::RECOVERY_WINDOW_DAYS)).description("Days Secrets Manager keeps the shared secret restorable after destroy, 7–30 (default 7). Creating the stack again within them restores the secret with its values, so sessions survive a destroy and re-create.").validate(validate::int_between(7, 30)))
+                .attr(Attribute::string("instance_policy_json").computed().description("The IAM policy (JSON) the instance profile needs for this configuration: Session Manager, the secrets it reads (and `PutSecretValue` on its shared secret only), the `s3_storage` bucket, `s3://` release objects, ECR pulls. Known at plan when its inputs are. For the role's own policy use the `dify_instance_policy` data source with the same inputs (the role must exist before the stack's instances boot); this attribute shows what the stack expects."))
                 .block(dify_block())
                 .block(timeouts::block(&["create", "update", "delete"])),
         )
@@ -283,6 +308,15 @@ impl Resource for Ec2Stack {
         let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
         let spec: Spec = decode(&planned.without_unknowns()).map_err(|d| diags.push(d)).ok()?;
         let timeout = timeouts::get(planned, "create", CREATE_TIMEOUT);
+        // The shared secret first: a foreign secret of its name is refused before anything changes.
+        let planned = match shared_secret::before_launch(aws, &spec).await {
+            Ok(arn) => with_secret(planned, arn),
+            Err(e) => {
+                diags.error(format!("Error creating EC2 stack ({})", spec.name), e);
+                return None;
+            }
+        };
+        let planned = &planned;
         // An interrupted create left objects tagged with the stack name: resume from them.
         let current = match observe(aws, &spec.name, &[], None, None, false).await {
             Ok(o) => o,
@@ -304,6 +338,12 @@ impl Resource for Ec2Stack {
             Ok(o) if o.instances.is_empty() && o.security_group.is_none() && o.launch_template_id.is_none() => None,
             Ok(o) => {
                 let mut read = stack_state(state, &o, aws);
+                if has_shared_secret(state) {
+                    match shared_secret::live_arn(aws, &name).await {
+                        Ok(arn) => read.set("shared_secret_arn", arn.map(Value::String).unwrap_or(Value::Null)),
+                        Err(e) => diags.error(format!("Error reading EC2 stack ({name})"), e),
+                    }
+                }
                 let groups: BTreeSet<String> = decode(state.get("target_group_arns")).unwrap_or_default();
                 let live: Vec<String> = o.instances.values().filter_map(|i| i.instance_id().map(str::to_string)).collect();
                 match groups_serving(aws, &groups, &live).await {
@@ -326,6 +366,14 @@ impl Resource for Ec2Stack {
         let timeout = timeouts::get(planned, "update", UPDATE_TIMEOUT);
         let ids: Vec<String> = prior.get("instance_ids").elements().unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
         let what = format!("updating EC2 stack ({})", spec.name);
+        let planned = match shared_secret::before_launch(aws, &spec).await {
+            Ok(arn) => with_secret(planned, arn),
+            Err(e) => {
+                diags.error(format!("Error {what}"), e);
+                return Some(ResourceState { state: prior.clone(), private: Private::default(), identity: Some(identity(&spec.name)) });
+            }
+        };
+        let planned = &planned;
         let current = match observe(aws, &spec.name, &ids, prior.get("security_group_id").as_str(), prior.get("launch_template_id").as_str(), true).await {
             Ok(o) => o,
             Err(e) => {
@@ -350,7 +398,14 @@ impl Resource for Ec2Stack {
         };
         let groups: BTreeSet<String> = decode(prior.get("target_group_arns")).unwrap_or_default();
         if let Err(e) = tear_down(&ctx.cancel, aws, &o, &groups, timeout).await {
-            diags.error(format!("Error deleting EC2 stack ({name})"), e);
+            return diags.error(format!("Error deleting EC2 stack ({name})"), e);
+        }
+        // After the instances are gone: nothing reads the shared secret any more.
+        if has_shared_secret(prior) {
+            let days = prior.get("shared_secret_recovery_days").as_i64().unwrap_or(secrets::RECOVERY_WINDOW_DAYS);
+            if let Err(e) = shared_secret::schedule_deletion(aws, &name, days).await {
+                diags.error(format!("Error deleting EC2 stack ({name}): its shared secret"), e);
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use crate::framework::value::Value;
 use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics};
 
 use super::super::planned_tags_all;
-use super::missing_shared_services;
+use super::{missing_shared_services, policy};
 
 /// Computed attributes that follow the instances.
 const INSTANCE_LISTS: &[&str] = &["instance_ids", "private_ips", "availability_zones"];
@@ -78,20 +78,32 @@ pub async fn modify_plan(ctx: &Ctx, plan: &mut PlanRequest<'_>, diags: &mut Diag
     let count = plan.planned.get("instance_count").as_i64();
     let configured = plan.planned.clone();
     let changed = |a: &str| prior.get(a) != configured.get(a);
-    match (planned_boot(&configured), configured.get("app_port").as_i64()) {
-        (Some(c), Some(app_port)) => {
+    let name = configured.get("name").as_str().map(str::to_string);
+    match (planned_boot(&configured), configured.get("app_port").as_i64(), name, count) {
+        (Some(c), Some(app_port), Some(name), Some(count)) => {
             if c.url.as_deref().is_some_and(|u| u.starts_with("http://")) {
                 diags.push(Diagnostic::warning("Dify's URL is plain http://", "Dify's login cookies are then not Secure; serve Dify over https:// (a certificate on the dify_alb).").at(AttrPath::root("dify").attr("url")));
             }
-            let rendered = boot::render(&c, app_port, None);
+            let rendered = boot::render(&c, app_port, super::shared_secret_of(&name, count).as_deref());
             plan.planned.set("user_data_sha256", Value::String(boot::sha256_hex(&rendered)));
             plan.planned.set("rendered_user_data", Value::String(rendered));
+            let policy = aws.map(|aws| Value::String(policy::render(&policy::PolicyInputs::of_stack(&name, &aws.region, count, &c)))).unwrap_or_else(Value::unknown);
+            plan.planned.set("instance_policy_json", policy);
         }
         _ => {
             plan.planned.set("user_data_sha256", Value::unknown());
             plan.planned.set("rendered_user_data", Value::unknown());
+            plan.planned.set("instance_policy_json", Value::unknown());
         }
     }
+    // A multi-instance stack keeps its secret's known ARN; without one (a create, a scale-out, a secret deleted
+    // outside Terraform) the apply ensures it. A single instance keeps whatever it had.
+    let secret = match plan.planned.get("instance_count").as_i64() {
+        Some(c) if c > 1 && prior.get("shared_secret_arn").is_null() => Value::unknown(),
+        Some(_) => prior.get("shared_secret_arn").clone(),
+        None => Value::unknown(),
+    };
+    plan.planned.set("shared_secret_arn", secret);
     let instances_present = prior.get("instance_ids").elements().map(|e| e.len() as i64);
     // Instances are replaced (one at a time) when the boot configuration or the image changes.
     let replaced = prior.get("user_data_sha256") != plan.planned.get("user_data_sha256") || changed("ami_id");
@@ -114,6 +126,14 @@ pub async fn modify_plan(ctx: &Ctx, plan: &mut PlanRequest<'_>, diags: &mut Diag
 
     // Data volumes must be in their instances' zones; subnets that hand out public IPs, or have no way out, get a warning.
     let Some(aws) = aws else { return };
+    // A shared secret the apply will have to make: a foreign one of its name is refused now, before any change.
+    if plan.planned.get("shared_secret_arn").is_unknown() && plan.planned.get("instance_count").as_i64().is_some_and(|c| c > 1) {
+        if let Some(name) = plan.planned.get("name").as_str() {
+            if let Err(e) = super::shared_secret::check_ours(aws, name).await {
+                return diags.error_at(AttrPath::root("name"), "The stack's shared secret name is taken", e);
+            }
+        }
+    }
     let subnet_ids: Vec<String> = plan.planned.get("subnet_ids").elements().unwrap_or_default().iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
     let volumes: Vec<Option<String>> = plan.planned.get("data_volume_ids").elements().unwrap_or_default().iter().map(|v| v.as_str().map(str::to_string)).collect();
     let subnets_known = !subnet_ids.is_empty() && subnet_ids.len() == plan.planned.get("subnet_ids").elements().map(|e| e.len()).unwrap_or(0);
