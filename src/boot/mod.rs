@@ -5,6 +5,7 @@
 mod check;
 mod config;
 mod env;
+pub mod policy;
 
 pub use check::*;
 pub use config::*;

@@ -11,7 +11,7 @@ use crate::framework::schema::{Attribute, Block, Schema};
 use crate::framework::validate;
 use crate::framework::value::{Type, Value};
 use crate::framework::{AttrPath, Ctx, DataSource, Diagnostics};
-use crate::resources::ec2_stack::policy::{render, PolicyInputs};
+use crate::boot::policy::{render, PolicyInputs};
 
 pub struct InstancePolicy;
 
@@ -62,10 +62,11 @@ impl DataSource for InstancePolicy {
             object_urls: strings(config, "object_urls"),
             image_registry: config.get("image_registry").as_str().map(str::to_string),
         };
+        let json = render(&inputs, crate::aws::partition(&region));
         let mut state = config.clone();
         state.set("id", Value::String(name));
         state.set("region", Value::String(region));
-        state.set("json", Value::String(render(&inputs)));
+        state.set("json", Value::String(json));
         Some(state)
     }
 }

@@ -12,7 +12,8 @@ use crate::object;
 
 use super::observe::{observe, stack_state};
 use super::template::read_template;
-use super::{identity, policy, shared_secret, STACK_TAG, SUBNETS_TAG};
+use super::{identity, shared_secret, STACK_TAG, SUBNETS_TAG};
+use crate::boot::policy;
 
 pub async fn import(ctx: &Ctx, id: &str, identity_value: Option<&Value>, diags: &mut Diagnostics) -> Option<ResourceState> {
     let aws: &AwsClients = ctx.meta().map_err(|d| diags.push(d)).ok()?;
@@ -105,7 +106,7 @@ pub async fn import(ctx: &Ctx, id: &str, identity_value: Option<&Value>, diags: 
         "rendered_user_data" => Value::String(user_data),
         "shared_secret_recovery_days" => Value::int(secrets::RECOVERY_WINDOW_DAYS),
         "shared_secret_arn" => shared_secret_arn,
-        "instance_policy_json" => Value::String(policy::render(&policy::PolicyInputs::of_stack(&name, &aws.region, count as i64, &boot::DifyConfig::default()))),
+        "instance_policy_json" => Value::String(policy::render(&policy::PolicyInputs::of_stack(&name, &aws.region, count as i64, &boot::DifyConfig::default()), crate::aws::partition(&aws.region))),
     };
     Some(ResourceState { state: stack_state(&base, &o, aws), private: Private::default(), identity: Some(identity(&name)) })
 }

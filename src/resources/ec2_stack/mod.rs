@@ -9,7 +9,6 @@ mod egress;
 mod import;
 mod observe;
 mod plan;
-pub mod policy;
 mod rollout;
 mod shared_secret;
 mod snapshot;

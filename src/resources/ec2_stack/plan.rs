@@ -12,7 +12,8 @@ use crate::framework::value::Value;
 use crate::framework::{AttrPath, Ctx, Diagnostic, Diagnostics};
 
 use super::super::planned_tags_all;
-use super::{missing_shared_services, policy};
+use super::missing_shared_services;
+use crate::boot::policy;
 
 /// Computed attributes that follow the instances.
 const INSTANCE_LISTS: &[&str] = &["instance_ids", "private_ips", "availability_zones"];
@@ -87,7 +88,7 @@ pub async fn modify_plan(ctx: &Ctx, plan: &mut PlanRequest<'_>, diags: &mut Diag
             let rendered = boot::render(&c, app_port, super::shared_secret_of(&name, count).as_deref());
             plan.planned.set("user_data_sha256", Value::String(boot::sha256_hex(&rendered)));
             plan.planned.set("rendered_user_data", Value::String(rendered));
-            let policy = aws.map(|aws| Value::String(policy::render(&policy::PolicyInputs::of_stack(&name, &aws.region, count, &c)))).unwrap_or_else(Value::unknown);
+            let policy = aws.map(|aws| Value::String(policy::render(&policy::PolicyInputs::of_stack(&name, &aws.region, count, &c), crate::aws::partition(&aws.region)))).unwrap_or_else(Value::unknown);
             plan.planned.set("instance_policy_json", policy);
         }
         _ => {

@@ -5,8 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value as Json};
 
-use crate::aws::partition;
-use crate::boot::{self, DifyConfig};
+use super::{self as boot, DifyConfig};
 
 /// What the instances reach with their profile.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -83,9 +82,9 @@ fn statement(sid: &str, actions: &[&str], resources: Vec<String>) -> Json {
     json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource})
 }
 
-/// The policy document, compact and deterministic: statements in a fixed order, every list sorted.
-pub fn render(p: &PolicyInputs) -> String {
-    let part = partition(&p.region);
+/// The policy document, compact and deterministic: statements in a fixed order, every list sorted. `part` is the
+/// region's ARN partition (`aws::partition`).
+pub fn render(p: &PolicyInputs, part: &str) -> String {
     let mut statements = vec![statement("SessionManager", SSM_CORE_ACTIONS, vec!["*".into()])];
     let shared = format!("arn:{part}:secretsmanager:{}:*:secret:{}-*", p.region, boot::shared_secret_name(&p.stack_name));
     let mut readable: BTreeSet<String> = p.secret_arns.clone();
@@ -124,7 +123,7 @@ mod tests {
     use super::*;
 
     fn doc(p: &PolicyInputs) -> Json {
-        serde_json::from_str(&render(p)).unwrap()
+        serde_json::from_str(&render(p, "aws")).unwrap()
     }
 
     fn sids(d: &Json) -> Vec<&str> {
@@ -177,9 +176,9 @@ mod tests {
     fn the_document_is_deterministic() {
         let mut p = PolicyInputs::of_stack("dify", "us-east-1", 2, &DifyConfig::default());
         p.secret_arns = ["arn:b".to_string(), "arn:a".to_string()].into();
-        let once = render(&p);
+        let once = render(&p, "aws");
         p.secret_arns = ["arn:a".to_string(), "arn:b".to_string()].into();
-        assert_eq!(once, render(&p));
+        assert_eq!(once, render(&p, "aws"));
         assert!(!once.contains(' '), "compact");
     }
 }
