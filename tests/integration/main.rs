@@ -6,6 +6,7 @@ mod bench_calls;
 mod bad_input;
 mod boot;
 mod compat;
+mod console;
 mod contract;
 mod dns_record;
 mod ec2_stack;

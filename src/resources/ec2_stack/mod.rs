@@ -9,6 +9,7 @@ mod egress;
 mod import;
 mod observe;
 mod plan;
+mod prewarm;
 mod rollout;
 mod snapshot;
 mod teardown;
