@@ -61,7 +61,7 @@ output "stack" {{
 }
 
 pub const ONE: &str = "  data_volume_ids = [dify_persistent_volume.a.id]";
-const SHARED: &str = r#"  dify {
+pub const SHARED: &str = r#"  dify {
     version          = "1.13.3"
     vector_store_url = "https://vectors.internal.example.com"
     external_database {

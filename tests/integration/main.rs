@@ -20,6 +20,7 @@ mod persistent_volume;
 mod persistent_volume_backup;
 mod protocol;
 mod release;
+mod rolling;
 mod sandbox;
 mod provider_config;
 mod proxy;
