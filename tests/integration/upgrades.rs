@@ -26,6 +26,7 @@ fn state_of(i: &Instance) -> Option<&str> {
 /// A one-instance stack with a data volume, applied through the proxy at some version: where every upgrade starts.
 pub struct Applied {
     pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub net: SeededNetwork,
     pub cert: String,
     pub proxy: AwsProxy,
@@ -46,6 +47,29 @@ impl Applied {
         stack_instances(&self.ec2, "dify-app").await
     }
 
+    /// After a failed upgrade: the old instance alone, running with its data volume, registered and healthy.
+    pub async fn old_serves(&self) {
+        let now = self.instances().await;
+        assert_eq!(now.len(), 1, "the replacement was terminated");
+        assert_eq!(now[0].instance_id(), self.old.instance_id());
+        assert_eq!(state_of(&now[0]), Some("running"), "the old instance serves");
+        assert_eq!(data_volume(&now[0]).as_deref(), Some(self.volume.as_str()), "with its data volume");
+        let tg = self.ws.outputs()["stack"]["value"]["target_group_arns"][0].as_str().unwrap().to_string();
+        let health = self.elb.describe_target_health().target_group_arn(&tg).send().await.unwrap();
+        let old = health.target_health_descriptions().iter().find(|d| d.target().and_then(|t| t.id()) == self.old.instance_id()).expect("registered");
+        assert_eq!(old.target_health().and_then(|h| h.state()).map(|s| s.as_str()), Some("healthy"));
+    }
+
+    /// The next apply upgrades: a new instance with the same data volume, and nothing left to change.
+    pub async fn rerun_upgrades(&self) {
+        self.ws.ok(&["apply", "-auto-approve", "-input=false"]);
+        let done = self.instances().await;
+        assert_eq!(done.len(), 1);
+        assert_ne!(done[0].instance_id(), self.old.instance_id(), "the rerun replaced it");
+        assert_eq!(data_volume(&done[0]).as_deref(), Some(self.volume.as_str()));
+        self.ws.assert_no_changes();
+    }
+
     /// The operations of the calls since the last `clear_calls`, in order.
     pub fn operations(&self) -> Vec<String> {
         self.proxy.calls().into_iter().map(|c| c.operation).collect()
@@ -64,7 +88,7 @@ pub async fn applied_with(moto: &Moto, extra: &'static str, version: &str) -> Ap
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     let old = stack_instances(&ec2, "dify-app").await.remove(0);
     let volume = data_volume(&old).expect("attached");
-    Applied { ec2, net, cert, proxy, ws, extra, old, volume }
+    Applied { ec2, elb: moto.elbv2().await, net, cert, proxy, ws, extra, old, volume }
 }
 
 fn position(calls: &[String], op: &str) -> usize {
@@ -104,7 +128,6 @@ async fn a_version_bump_prepares_the_replacement_while_the_old_instance_serves_t
 #[tokio::test]
 async fn a_replacement_that_fails_to_prepare_is_terminated_and_the_old_instance_serves_on_untouched() {
     let moto = Moto::start();
-    let elb = moto.elbv2().await;
     let up = applied_at(&moto, "1.13.3").await;
     up.to("1.14.0");
     let reason = "docker pull langgenius/dify-api:1.14.0 failed: toomanyrequests";
@@ -113,55 +136,28 @@ async fn a_replacement_that_fails_to_prepare_is_terminated_and_the_old_instance_
     let out = up.ws.run(&["apply", "-auto-approve", "-input=false"]);
     assert_ne!(out.code, 0);
     assert!(out.flat().contains(&format!("dify-bootstrap: FAILED: {reason}")) && out.flat().contains("serves on, untouched"), "the console's failure line is the error:\n{}", out.all());
-    let now = up.instances().await;
-    assert_eq!(now.len(), 1, "the replacement was terminated");
-    assert_eq!(now[0].instance_id(), up.old.instance_id());
-    assert_eq!(state_of(&now[0]), Some("running"), "the old instance never stopped");
-    assert_eq!(data_volume(&now[0]).as_deref(), Some(up.volume.as_str()), "with its data volume");
+    up.old_serves().await;
     for never in ["ec2:StopInstances", "ec2:CreateSnapshot", "ec2:DetachVolume", "elasticloadbalancing:DeregisterTargets"] {
         assert_eq!(up.proxy.count(never), 0, "{never} was called: {:?}", up.operations());
     }
     assert_eq!((up.proxy.count("ec2:RunInstances"), up.proxy.count("ec2:TerminateInstances")), (1, 1), "the replacement was launched and terminated");
-    let tg = up.ws.outputs()["stack"]["value"]["target_group_arns"][0].as_str().unwrap().to_string();
-    let health = elb.describe_target_health().target_group_arn(&tg).send().await.unwrap();
-    let old = health.target_health_descriptions().iter().find(|d| d.target().and_then(|t| t.id()) == up.old.instance_id()).expect("still registered");
-    assert_eq!(old.target_health().and_then(|h| h.state()).map(|s| s.as_str()), Some("healthy"));
 
     // Once the image pulls work again, the next apply upgrades.
     up.proxy.clear_rules();
-    up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let done = up.instances().await;
-    assert_eq!(done.len(), 1);
-    assert_ne!(done[0].instance_id(), up.old.instance_id());
-    assert_eq!(data_volume(&done[0]).as_deref(), Some(up.volume.as_str()));
-    up.ws.assert_no_changes();
+    up.rerun_upgrades().await;
 }
 
 #[tokio::test]
 async fn a_failed_attach_rolls_back_to_the_old_instance_and_a_rerun_completes() {
     let moto = Moto::start();
-    let elb = moto.elbv2().await;
     let up = applied_at(&moto, "1.13.3").await;
     up.to("1.14.0");
     up.proxy.add_rule(Rule::Fail { operation: "ec2:AttachVolume".into(), status: 400, code: "IncorrectState".into(), times: 1 });
     let out = up.ws.run(&["apply", "-auto-approve", "-input=false"]);
     assert_ne!(out.code, 0);
     assert!(out.flat().contains("failed at attaching") && out.flat().contains("rolled back"), "{}", out.all());
-    let now = up.instances().await;
-    assert_eq!(now.len(), 1, "the replacement was terminated");
-    assert_eq!(now[0].instance_id(), up.old.instance_id());
-    assert_eq!(state_of(&now[0]), Some("running"), "the old instance serves again");
-    assert_eq!(data_volume(&now[0]).as_deref(), Some(up.volume.as_str()), "with its data volume");
-    let tg = up.ws.outputs()["stack"]["value"]["target_group_arns"][0].as_str().unwrap().to_string();
-    let health = elb.describe_target_health().target_group_arn(&tg).send().await.unwrap();
-    assert!(health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == up.old.instance_id()), "registered again");
-
-    up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let done = up.instances().await;
-    assert_eq!(done.len(), 1);
-    assert_ne!(done[0].instance_id(), up.old.instance_id());
-    assert_eq!(data_volume(&done[0]).as_deref(), Some(up.volume.as_str()));
-    up.ws.assert_no_changes();
+    up.old_serves().await;
+    up.rerun_upgrades().await;
 }
 
 #[tokio::test]
@@ -271,18 +267,9 @@ async fn a_failed_snapshot_stops_the_replacement_before_the_detach_and_can_be_tu
     assert!(flat.contains(volume) && flat.contains("ec2:CreateSnapshot") && flat.contains("snapshot_before_replace = false") && flat.contains("rolled back"), "{}", out.all());
     assert_eq!(up.proxy.count("ec2:DetachVolume"), 0, "nothing was detached");
     assert_eq!((up.proxy.count("ec2:RunInstances"), up.proxy.count("ec2:TerminateInstances")), (1, 1), "the pre-warmed replacement was terminated");
-    let now = up.instances().await;
-    assert_eq!(now.len(), 1);
-    assert_eq!(now[0].instance_id(), up.old.instance_id());
-    assert_eq!(state_of(&now[0]), Some("running"), "the old instance serves again");
-    assert_eq!(data_volume(&now[0]).as_deref(), Some(volume), "with its data volume");
-
-    up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let done = up.instances().await;
-    assert_ne!(done[0].instance_id(), up.old.instance_id(), "the rerun replaced it");
-    assert_eq!(data_volume(&done[0]).as_deref(), Some(volume));
+    up.old_serves().await;
+    up.rerun_upgrades().await;
     assert_eq!(before_replace_snapshots(ec2, volume).await.len(), 1);
-    up.ws.assert_no_changes();
 
     up.ws.write("main.tf", &config(&up.net, &up.cert, &versioned_with("  snapshot_before_replace = false", "1.15.0")));
     up.proxy.clear_calls();
