@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::console;
 use crate::ec2_stack::{config, setup, stack_instances, SHARED};
 use crate::harness::{Moto, Workspace};
-use crate::proxy::{AwsProxy, Call};
+use crate::proxy::{AwsProxy, Call, Rule};
 
 /// The instance ids a query-protocol call names: `Targets.member.N.Id` (ELBv2) or `InstanceId.N` (EC2).
 fn named_instances(request: &str) -> Vec<String> {
@@ -90,7 +90,7 @@ async fn a_version_upgrade_of_two_instances_always_leaves_one_serving() {
     let moto = Moto::start();
     let (ec2, proxy, ws, before, body) = two_instances(&moto).await;
     ws.write("main.tf", &body("").replace("\"1.13.3\"", "\"1.14.0\""));
-    proxy.add_rule(crate::proxy::Rule::Console { text: console::prepared("1.14.0"), delay: std::time::Duration::from_secs(1) });
+    proxy.add_rule(Rule::Console { text: console::prepared("1.14.0"), delay: std::time::Duration::from_secs(1) });
     proxy.clear_calls();
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     let after: BTreeSet<String> = stack_instances(&ec2, "dify-app").await.iter().filter_map(|i| i.instance_id()).map(str::to_string).collect();
@@ -107,12 +107,20 @@ async fn an_instance_type_change_of_two_instances_always_leaves_one_serving() {
     let moto = Moto::start();
     let (ec2, proxy, ws, before, body) = two_instances(&moto).await;
     ws.write("main.tf", &body("  instance_type = \"t3.large\""));
+    // Every target shows `initial` for a while from the first health read (the refresh): the first instance may leave
+    // only once the other is seen healthy.
+    let unhealthy_for = std::time::Duration::from_secs(10);
+    proxy.add_rule(Rule::NotReadyFor { operation: "elasticloadbalancing:DescribeTargetHealth".into(), ready: "<State>healthy</State>".into(), not_ready: "<State>initial</State>".into(), delay: unhealthy_for });
     proxy.clear_calls();
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     let now = stack_instances(&ec2, "dify-app").await;
     assert!(now.iter().all(|i| i.instance_type().map(|t| t.as_str()) == Some("t3.large")), "both retyped");
     assert_eq!(proxy.count("ec2:StopInstances"), 2, "in place, one at a time");
-    assert_eq!(never_without_a_serving_target(&before, &proxy.calls()), Ok(()));
+    let calls = proxy.calls();
+    assert_eq!(never_without_a_serving_target(&before, &calls), Ok(()));
+    let healthy_at = proxy.readiness().first().expect("target health was read").ready_at;
+    let first_out = calls.iter().find(|c| c.operation == "elasticloadbalancing:DeregisterTargets").expect("deregistered");
+    assert!(first_out.received >= healthy_at, "the first instance left {:?} before the other was healthy", healthy_at - first_out.received);
     ws.assert_no_changes();
 }
 
