@@ -72,6 +72,7 @@ impl Rollout<'_> {
             step = "starting the replacement".into();
             ec2::wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await?;
             if volume.is_some() {
+                log::info("waiting for the replacement to prepare while the old instance serves", &[("instance_id", id.clone().into()), ("serving", old_id.clone().into())]);
                 step = "waiting for the replacement to prepare".into();
                 self.wait_prepared(&id).await?;
                 step = format!("waiting for the targets other than {old_id} to be healthy");
