@@ -47,7 +47,7 @@ def main() -> int:
             return m.group(0)
         return f"<!-- bench:{name} -->\n{tables[name]}\n<!-- /bench:{name} -->"
 
-    text = re.sub(r"<!-- bench:(\w+) -->.*?<!-- /bench:\1 -->", fill, DOC.read_text(), flags=re.S)
+    text = re.sub(r"<!-- bench:([\w-]+) -->.*?<!-- /bench:\1 -->", fill, DOC.read_text(), flags=re.S)
     DOC.write_text(text)
     if missing:
         print("not measured in this run, left as they were: " + ", ".join(missing), file=sys.stderr)

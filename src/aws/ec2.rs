@@ -1,5 +1,5 @@
 //! EC2 finders and waiters the resources share: volumes, subnets, route tables, VPC endpoints, security groups,
-//! instances and the latest Amazon Linux 2023 image. A finder returns `None` for an object that does not exist; a
+//! instances, their console output and the latest Amazon Linux 2023 image. A finder returns `None` for an object that does not exist; a
 //! waiter polls through `wait`.
 
 use std::time::Duration;
@@ -99,6 +99,20 @@ pub async fn wait_instance(cancel: &CancellationToken, aws: &AwsClients, id: &st
     .during(format_args!("waiting for {id} to be {}", want.as_str()))
 }
 
+/// The console output of instance `id` (EC2 GetConsoleOutput with `Latest`: the newest on Nitro instances, where
+/// it still lags the machine by some seconds), decoded; empty while the instance boots and nothing was captured yet.
+pub async fn console_output(aws: &AwsClients, id: &str) -> Result<String, AwsError> {
+    let out = aws.ec2.get_console_output().instance_id(id).latest(true).send().await.op("EC2 GetConsoleOutput", id)?;
+    Ok(decode_console(out.output().unwrap_or_default()))
+}
+
+/// Console output as EC2 sends it (base64 of the serial console's bytes, which need not be UTF-8) as text.
+fn decode_console(encoded: &str) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Terminates the instances `ids` in one call and waits until each is terminated.
 pub async fn terminate_and_wait(cancel: &CancellationToken, aws: &AwsClients, ids: &[String], timeout: Duration) -> Result<(), String> {
     if ids.is_empty() {
@@ -136,4 +150,17 @@ pub async fn latest_al2023(aws: &AwsClients, architecture: &str) -> Result<Image
         .filter(|i| i.name().is_some_and(|n| !n.contains("minimal")))
         .max_by(|a, b| (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name())))
         .ok_or_else(|| format!("no Amazon Linux 2023 image for {architecture} in {}", aws.region))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_console;
+
+    #[test]
+    fn console_output_is_decoded_and_empty_or_broken_output_is_empty_text() {
+        assert_eq!(decode_console("ZGlmeS1ib290c3RyYXA6IERJRlktUFJFUEFSRUQgMS4xNC4wCg=="), "dify-bootstrap: DIFY-PREPARED 1.14.0\n");
+        assert_eq!(decode_console(""), "");
+        assert_eq!(decode_console("not base64!"), "");
+        assert_eq!(decode_console("/w=="), "\u{fffd}", "bytes that are not UTF-8 do not fail the read");
+    }
 }

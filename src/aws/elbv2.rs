@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, LoadBalancerStateEnum, Tag, TargetDescription, TargetHealthStateEnum};
+use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, LoadBalancerStateEnum, Tag, TargetDescription, TargetHealthDescription, TargetHealthStateEnum};
 use tokio_util::sync::CancellationToken;
 
 use super::wait::{wait_until, During, Status};
@@ -116,24 +116,53 @@ pub async fn deregister_and_drain(cancel: &CancellationToken, aws: &AwsClients, 
     Ok(())
 }
 
-/// Waits until every one of `instances` is healthy in every one of `groups`; on timeout the error carries AWS's last
-/// reason.
-pub async fn wait_targets_healthy(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<String>, instances: &[String], timeout: Duration) -> Result<(), String> {
+/// Why a target is not healthy yet ("i-1: initial (Target registration is in progress)"), or `None` when it is.
+fn not_healthy(id: &str, d: Option<&TargetHealthDescription>) -> Option<String> {
+    let h = d.and_then(|d| d.target_health());
+    if h.and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy) {
+        return None;
+    }
+    let reason = h.and_then(|h| h.description()).or_else(|| h.and_then(|h| h.reason()).map(|r| r.as_str())).unwrap_or("not registered yet");
+    Some(format!("{id}: {} ({reason})", h.and_then(|h| h.state()).map(|s| s.as_str()).unwrap_or("unknown")))
+}
+
+/// Polls the health of each of `groups` until `pending` finds nothing unhealthy among its targets.
+async fn wait_health<F>(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<String>, timeout: Duration, what: &str, pending: F) -> Result<(), String>
+where
+    F: Fn(&[TargetHealthDescription]) -> Option<String>,
+{
     for tg in groups {
         wait_until(cancel, timeout, || async {
             let out = aws.elbv2.describe_target_health().target_group_arn(tg).send().await.op("ELBv2 DescribeTargetHealth", "")?;
-            for id in instances {
-                let d = out.target_health_descriptions().iter().find(|d| d.target().and_then(|t| t.id()) == Some(id.as_str()));
-                let h = d.and_then(|d| d.target_health());
-                if h.and_then(|h| h.state()) != Some(&TargetHealthStateEnum::Healthy) {
-                    let reason = h.and_then(|h| h.description()).or_else(|| h.and_then(|h| h.reason()).map(|r| r.as_str())).unwrap_or("not registered yet");
-                    return Ok(Status::Pending(format!("{id}: {} ({reason})", h.and_then(|h| h.state()).map(|s| s.as_str()).unwrap_or("unknown"))));
-                }
-            }
-            Ok(Status::Done(()))
+            Ok(match pending(out.target_health_descriptions()) {
+                Some(why) => Status::Pending(why),
+                None => Status::Done(()),
+            })
         })
         .await
-        .during(format_args!("waiting for healthy targets in {tg}"))?;
+        .during(format_args!("waiting for {what} in {tg}"))?;
     }
     Ok(())
+}
+
+/// Waits until every one of `instances` is healthy in every one of `groups`; on timeout the error carries AWS's last
+/// reason.
+pub async fn wait_targets_healthy(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<String>, instances: &[String], timeout: Duration) -> Result<(), String> {
+    wait_health(cancel, aws, groups, timeout, "healthy targets", |found| {
+        instances.iter().find_map(|id| not_healthy(id, found.iter().find(|d| d.target().and_then(|t| t.id()) == Some(id.as_str()))))
+    })
+    .await
+}
+
+/// Waits until every target registered in `groups` other than `except` is healthy (one draining or unused is not
+/// registered), so taking `except` out leaves the others serving; on timeout the error names the one that is not.
+pub async fn wait_others_healthy(cancel: &CancellationToken, aws: &AwsClients, groups: &BTreeSet<String>, except: &str, timeout: Duration) -> Result<(), String> {
+    wait_health(cancel, aws, groups, timeout, &format!("every target but {except} to be healthy"), |found| {
+        found
+            .iter()
+            .filter(|d| d.target().and_then(|t| t.id()).is_some_and(|id| id != except))
+            .filter(|d| !matches!(d.target_health().and_then(|h| h.state()), Some(TargetHealthStateEnum::Draining | TargetHealthStateEnum::Unused)))
+            .find_map(|d| not_healthy(d.target().and_then(|t| t.id()).unwrap_or_default(), Some(d)))
+    })
+    .await
 }

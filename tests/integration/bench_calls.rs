@@ -282,3 +282,64 @@ async fn wait_latency() {
     }
     publish("waits", &report.join("\n"));
 }
+
+/// The orchestration timeline of a version upgrade of a one-instance stack with a data volume, from the proxy's call
+/// log: each changing AWS call (and the console polls) with its offset from the apply's first call, and the window
+/// from the old target's DeregisterTargets to the last DescribeTargetHealth before the old instance is terminated
+/// (the poll that saw the new target healthy): the AWS side of the upgrade's downtime, against the emulator, where
+/// every state change is immediate. The replacement's console shows the marker `PREPARE_S` after its launch, a stand-in
+/// for the install and image pulls that happen before the old instance is touched.
+#[tokio::test]
+#[ignore = "benchmark: run by make bench"]
+async fn upgrade_timeline() {
+    use crate::proxy::{is_read_only, Rule};
+    const PREPARE_S: u64 = 5;
+    let moto = Moto::start();
+    let up = crate::upgrades::applied_at(&moto, "1.13.3").await;
+    up.to("1.14.0");
+    up.proxy.add_rule(Rule::Console { text: crate::console::prepared("1.14.0"), delay: std::time::Duration::from_secs(PREPARE_S) });
+    up.proxy.clear_calls();
+    up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let calls = up.proxy.calls();
+    let start = calls[0].received;
+    let at = |c: &crate::proxy::Call| c.received.duration_since(start).as_secs_f64();
+    let mut rows = vec!["| at (s) | AWS call | step |".to_string(), "| --- | --- | --- |".to_string()];
+    let polls: Vec<_> = calls.iter().filter(|c| c.operation == "ec2:GetConsoleOutput").collect();
+    let mut polls_shown = false;
+    for c in &calls {
+        let step = match c.operation.rsplit(':').next().unwrap_or_default() {
+            "CreateLaunchTemplateVersion" | "ModifyLaunchTemplate" => "the new boot configuration",
+            "RunInstances" => "launch the replacement beside the serving instance",
+            "GetConsoleOutput" => "poll the replacement's console until DIFY-PREPARED",
+            "DeregisterTargets" => "deregister the old target (downtime starts)",
+            "StopInstances" => "stop the old instance",
+            "CreateSnapshot" => "pre-replace snapshot (not waited for)",
+            "DetachVolume" => "detach the data volume",
+            "AttachVolume" => "attach it to the replacement",
+            "RegisterTargets" => "register the replacement",
+            "TerminateInstances" => "terminate the old instance",
+            _ if is_read_only(&c.operation) => continue,
+            _ => "",
+        };
+        if c.operation == "ec2:GetConsoleOutput" {
+            if !polls_shown {
+                let last = polls.last().map(|p| at(p)).unwrap_or_default();
+                rows.push(format!("| {:.2} – {last:.2} | {} ×{} | {step} |", at(c), c.operation, polls.len()));
+                polls_shown = true;
+            }
+            continue;
+        }
+        rows.push(format!("| {:.2} | {} | {step} |", at(c), c.operation));
+    }
+    let find = |op: &str| calls.iter().position(|c| c.operation == op).unwrap_or_else(|| panic!("no {op}"));
+    let (deregistered, terminated) = (find("elasticloadbalancing:DeregisterTargets"), find("ec2:TerminateInstances"));
+    let healthy = calls[..terminated].iter().rev().find(|c| c.operation == "elasticloadbalancing:DescribeTargetHealth").expect("the new target's health was read");
+    let window = healthy.answered.duration_since(calls[deregistered].received).as_secs_f64();
+    let total = calls.last().unwrap().answered.duration_since(start).as_secs_f64();
+    rows.push(String::new());
+    rows.push(format!(
+        "Old target deregistered to new target healthy (the AWS side of the downtime): **{window:.2} s** of a {total:.1} s apply; the replacement's {PREPARE_S} s of preparation ({} console polls) all fall before it.",
+        polls.len()
+    ));
+    publish("upgrade-timeline", &rows.join("\n"));
+}

@@ -210,7 +210,10 @@ async fn a_type_change_killed_after_the_instance_was_modified_is_finished_and_th
 async fn scaling_one_two_one_needs_shared_services_and_keeps_the_volumes() {
     let moto = Moto::start();
     let (ec2, net, cert) = setup(&moto).await;
-    let ws = Workspace::new(&moto, &config(&net, &cert, ONE));
+    // Through the proxy: the shared services change the boot configuration, so instance 1 is replaced, and the
+    // replacement's console readiness is the proxy's (the emulator's console never prints it).
+    let proxy = AwsProxy::start(&moto.endpoint());
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, ONE));
     ws.init();
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
 

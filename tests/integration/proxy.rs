@@ -2,7 +2,8 @@
 //! thread (tests block on Terraform child processes). It names each call `service:Operation`, keeps an ordered
 //! call log with each call's time at the emulator, and applies rules: hold a response back (to interrupt an apply at
 //! a known point), fail a call, or show an object as not ready yet for a fixed time. Data Lifecycle Manager calls,
-//! which the emulator lacks, are answered by the proxy's own `FakeDlm`.
+//! which the emulator lacks, are answered by the proxy's own `FakeDlm`; instances' consoles (GetConsoleOutput) by
+//! `console`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::console;
 use crate::fake_dlm::{self, FakeDlm};
 
 #[derive(Clone, Debug)]
@@ -22,6 +24,8 @@ pub struct Call {
     /// `service:Operation`, e.g. `ec2:CreateVolume`.
     pub operation: String,
     pub status: u16,
+    /// The request body of a query-protocol call (EC2, ELBv2: `Action=…&InstanceId.1=…`); empty for the others.
+    pub request: String,
     /// When the proxy received the call, and when it had the answer (from the emulator, or its own fault).
     pub received: Instant,
     pub answered: Instant,
@@ -36,6 +40,10 @@ pub enum Rule {
     /// From the first answer of `operation` containing `ready` until `delay` later, answer with `ready` replaced by
     /// `not_ready` (an ALB still provisioning, an instance pending): AWS's readiness arriving after a fixed delay.
     NotReadyFor { operation: String, ready: String, not_ready: String, delay: Duration },
+    /// The console (GetConsoleOutput) of every instance launched after this rule was added: empty until `delay`
+    /// after its launch, then `text` (see `console::prepared`, `console::failed`). Without one, an instance's
+    /// console is `console::prepared` for the version in its user data.
+    Console { text: String, delay: Duration },
 }
 
 /// Whether an operation only reads (`Describe*`, `List*`, `Get*`); everything else changes something.
@@ -99,6 +107,8 @@ struct State {
     /// Per `NotReadyFor` rule (by its index in `rules`), once it has started hiding readiness.
     readiness: HashMap<usize, Readiness>,
     dlm: FakeDlm,
+    /// Instances launched through the proxy: when, and the console the `Rule::Console` then in force gave them.
+    launched: HashMap<String, (Instant, Option<(String, Duration)>)>,
 }
 
 /// One step of xorshift64*: reproducible from the seed, independent of the machine.
@@ -213,6 +223,7 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
     };
 
     let body_text = String::from_utf8_lossy(&body).to_string();
+    let request = if body_text.starts_with("Action=") || body_text.contains("&Action=") { body_text.clone() } else { String::new() };
     let chaos_fault = {
         let mut s = state.lock().unwrap();
         let mut fault = None;
@@ -253,11 +264,11 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
     match chaos_fault {
         Some(Fault::Error(status, code)) => {
             let response = aws_error(&op, status, &code);
-            state.lock().unwrap().calls.push(Call { operation: op, status, received, answered: Instant::now() });
+            state.lock().unwrap().calls.push(Call { operation: op, status, request, received, answered: Instant::now() });
             return Ok(response);
         }
         Some(Fault::Reset) => {
-            state.lock().unwrap().calls.push(Call { operation: op, status: 0, received, answered: Instant::now() });
+            state.lock().unwrap().calls.push(Call { operation: op, status: 0, request, received, answered: Instant::now() });
             return Err(ConnectionReset);
         }
         Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
@@ -282,7 +293,7 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
     };
     if let Some((status, code)) = fail {
         let response = aws_error(&op, status, &code);
-        state.lock().unwrap().calls.push(Call { operation: op, status, received, answered: Instant::now() });
+        state.lock().unwrap().calls.push(Call { operation: op, status, request, received, answered: Instant::now() });
         return Ok(response);
     }
 
@@ -295,6 +306,27 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
         }
         let (rparts, ()) = answer.body(()).unwrap().into_parts();
         (rparts, Bytes::from(json.to_string()))
+    } else if op == "ec2:GetConsoleOutput" {
+        let instance = console::param(&body_text, "InstanceId").unwrap_or_default().to_string();
+        let ruled = state.lock().unwrap().launched.get(&instance).and_then(|(at, c)| c.clone().map(|(text, delay)| if at.elapsed() >= delay { text } else { String::new() }));
+        let text = match ruled {
+            Some(text) => text,
+            None => {
+                // What a healthy bootstrap prints: the marker for the version its user data carries.
+                let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+                let mut ask = Request::builder().method("POST").uri(uri);
+                for (k, v) in parts.headers.iter().filter(|(k, _)| *k != hyper::header::CONTENT_LENGTH) {
+                    ask = ask.header(k, v);
+                }
+                let attribute = match client.request(ask.body(Full::new(Bytes::from(console::user_data_request(&instance)))).unwrap()).await {
+                    Ok(r) => r.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default(),
+                    Err(_) => Bytes::new(),
+                };
+                console::version_in(&String::from_utf8_lossy(&attribute)).map(|v| console::prepared(&v)).unwrap_or_default()
+            }
+        };
+        let (rparts, body) = console::answer(&instance, &text).into_parts();
+        (rparts, body.collect().await.map(|b| b.to_bytes()).unwrap_or_default())
     } else {
         let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
         let mut forward = Request::builder().method(parts.method.clone()).uri(uri);
@@ -304,7 +336,7 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
         let response = match client.request(forward.body(Full::new(body)).unwrap()).await {
             Ok(r) => r,
             Err(e) => {
-                state.lock().unwrap().calls.push(Call { operation: op, status: 502, received, answered: Instant::now() });
+                state.lock().unwrap().calls.push(Call { operation: op, status: 502, request, received, answered: Instant::now() });
                 return Ok(Response::builder().status(StatusCode::BAD_GATEWAY).body(Full::new(Bytes::from(e.to_string()))).unwrap());
             }
         };
@@ -322,7 +354,16 @@ async fn handle(state: Arc<Mutex<State>>, upstream: String, client: Client<hyper
                 s.stale.insert(describe.to_string(), chaos.stale_reads);
             }
         }
-        s.calls.push(Call { operation: op.clone(), status: rparts.status.as_u16(), received, answered });
+        if op == "ec2:RunInstances" && rparts.status.is_success() {
+            let console = s.rules.iter().rev().find_map(|r| match r {
+                Rule::Console { text, delay } => Some((text.clone(), *delay)),
+                _ => None,
+            });
+            for id in console::launched(&String::from_utf8_lossy(&rbytes)) {
+                s.launched.insert(id, (answered, console.clone()));
+            }
+        }
+        s.calls.push(Call { operation: op.clone(), status: rparts.status.as_u16(), request, received, answered });
         if !is_read_only(&op) && s.hold_change == Some(s.calls.iter().filter(|c| !is_read_only(&c.operation)).count()) {
             delay = Some(Duration::from_secs(120));
         }

@@ -1,103 +1,180 @@
-//! Boot configuration changes replace instances one at a time, moving the data volume; a failure rolls back, an
-//! interruption is finished by the next apply; and no secret ever reaches state, plans, logs or user data.
+//! Boot configuration changes replace instances one at a time, moving the data volume: the replacement is launched
+//! and prepared while the old instance serves; a failure rolls back, an interruption is finished by the next apply;
+//! and no secret ever reaches state, plans, logs or user data.
 
+use aws_sdk_ec2::types::Instance;
+
+use crate::console;
 use crate::ec2_stack::{config, setup, stack_instances, tag, ONE};
 use crate::harness::{Moto, Workspace};
 use crate::proxy::{AwsProxy, Rule};
 use crate::security::leaked;
+use crate::seed::SeededNetwork;
 
-fn versioned(version: &str) -> String {
-    format!("{ONE}\n  dify {{\n    version = \"{version}\"\n    url     = \"https://dify.example.com\"\n  }}")
+fn versioned_with(extra: &str, version: &str) -> String {
+    format!("{ONE}\n{extra}\n  dify {{\n    version = \"{version}\"\n    url     = \"https://dify.example.com\"\n  }}")
 }
 
-fn data_volume(i: &aws_sdk_ec2::types::Instance) -> Option<String> {
+fn data_volume(i: &Instance) -> Option<String> {
     i.block_device_mappings().iter().find(|m| m.device_name() == Some("/dev/sdf")).and_then(|m| m.ebs()).and_then(|e| e.volume_id()).map(str::to_string)
 }
 
-#[tokio::test]
-async fn a_version_bump_replaces_the_instance_moving_the_volume_in_the_safe_order() {
-    let moto = Moto::start();
-    let (ec2, net, cert) = setup(&moto).await;
+fn state_of(i: &Instance) -> Option<&str> {
+    i.state().and_then(|s| s.name()).map(|n| n.as_str())
+}
+
+/// A one-instance stack with a data volume, applied through the proxy at some version: where every upgrade starts.
+pub struct Applied {
+    pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub net: SeededNetwork,
+    pub cert: String,
+    pub proxy: AwsProxy,
+    pub ws: Workspace,
+    /// Settings beside `data_volume_ids` and the `dify` block, kept by `to`.
+    pub extra: &'static str,
+    pub old: Instance,
+    pub volume: String,
+}
+
+impl Applied {
+    /// Points the configuration at `version`, with the same settings.
+    pub fn to(&self, version: &str) {
+        self.ws.write("main.tf", &config(&self.net, &self.cert, &versioned_with(self.extra, version)));
+    }
+
+    pub async fn instances(&self) -> Vec<Instance> {
+        stack_instances(&self.ec2, "dify-app").await
+    }
+
+    /// After a failed upgrade: the old instance alone, running with its data volume, registered and healthy.
+    pub async fn old_serves(&self) {
+        let now = self.instances().await;
+        assert_eq!(now.len(), 1, "the replacement was terminated");
+        assert_eq!(now[0].instance_id(), self.old.instance_id());
+        assert_eq!(state_of(&now[0]), Some("running"), "the old instance serves");
+        assert_eq!(data_volume(&now[0]).as_deref(), Some(self.volume.as_str()), "with its data volume");
+        let tg = self.ws.outputs()["stack"]["value"]["target_group_arns"][0].as_str().unwrap().to_string();
+        let health = self.elb.describe_target_health().target_group_arn(&tg).send().await.unwrap();
+        let old = health.target_health_descriptions().iter().find(|d| d.target().and_then(|t| t.id()) == self.old.instance_id()).expect("registered");
+        assert_eq!(old.target_health().and_then(|h| h.state()).map(|s| s.as_str()), Some("healthy"));
+    }
+
+    /// The next apply upgrades: a new instance with the same data volume, and nothing left to change.
+    pub async fn rerun_upgrades(&self) {
+        self.ws.ok(&["apply", "-auto-approve", "-input=false"]);
+        let done = self.instances().await;
+        assert_eq!(done.len(), 1);
+        assert_ne!(done[0].instance_id(), self.old.instance_id(), "the rerun replaced it");
+        assert_eq!(data_volume(&done[0]).as_deref(), Some(self.volume.as_str()));
+        self.ws.assert_no_changes();
+    }
+
+    /// The operations of the calls since the last `clear_calls`, in order.
+    pub fn operations(&self) -> Vec<String> {
+        self.proxy.calls().into_iter().map(|c| c.operation).collect()
+    }
+}
+
+pub async fn applied_at(moto: &Moto, version: &str) -> Applied {
+    applied_with(moto, "", version).await
+}
+
+pub async fn applied_with(moto: &Moto, extra: &'static str, version: &str) -> Applied {
+    let (ec2, net, cert) = setup(moto).await;
     let proxy = AwsProxy::start(&moto.endpoint());
-    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned("1.13.3")));
+    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned_with(extra, version)));
     ws.init();
     ws.ok(&["apply", "-auto-approve", "-input=false"]);
     let old = stack_instances(&ec2, "dify-app").await.remove(0);
     let volume = data_volume(&old).expect("attached");
+    Applied { ec2, elb: moto.elbv2().await, net, cert, proxy, ws, extra, old, volume }
+}
 
-    ws.write("main.tf", &config(&net, &cert, &versioned("1.14.0")));
-    let plan = ws.ok(&["plan", "-input=false"]);
+fn position(calls: &[String], op: &str) -> usize {
+    calls.iter().position(|c| c == op).unwrap_or_else(|| panic!("no {op} in {calls:?}"))
+}
+
+#[tokio::test]
+async fn a_version_bump_prepares_the_replacement_while_the_old_instance_serves_then_moves_the_volume() {
+    let moto = Moto::start();
+    let up = applied_at(&moto, "1.13.3").await;
+    up.to("1.14.0");
+    let plan = up.ws.ok(&["plan", "-input=false"]);
     assert!(plan.stdout.contains("0 to add, 1 to change, 0 to destroy") && plan.stdout.contains("DIFY_VERSION='1.14.0'"), "the plan shows the new user data:\n{}", plan.stdout);
-    proxy.clear_calls();
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let now = stack_instances(&ec2, "dify-app").await;
+    // The replacement pulls its images for a while before it prints the marker.
+    let prepare = std::time::Duration::from_secs(3);
+    up.proxy.add_rule(Rule::Console { text: console::prepared("1.14.0"), delay: prepare });
+    up.proxy.clear_calls();
+    up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let now = up.instances().await;
     assert_eq!(now.len(), 1, "the old instance is gone");
-    assert_ne!(now[0].instance_id(), old.instance_id(), "replaced");
-    assert_eq!(data_volume(&now[0]).as_deref(), Some(volume.as_str()), "the same data volume moved over");
-    let steps = ["DeregisterTargets", "StopInstances", "DetachVolume", "RunInstances", "AttachVolume", "RegisterTargets", "TerminateInstances"];
-    let order: Vec<String> = proxy.calls().into_iter().map(|c| c.operation).filter(|o| steps.iter().any(|s| o.ends_with(&format!(":{s}")))).collect();
-    let expected: Vec<&str> = steps.to_vec();
-    let names: Vec<&str> = order.iter().map(|o| o.rsplit(':').next().unwrap()).collect();
-    assert_eq!(names, expected, "never two machines on one disk");
-    ws.assert_no_changes();
+    assert_ne!(now[0].instance_id(), up.old.instance_id(), "replaced");
+    assert_eq!(data_volume(&now[0]).as_deref(), Some(up.volume.as_str()), "the same data volume moved over");
+
+    let calls = up.operations();
+    let steps = ["RunInstances", "GetConsoleOutput", "DeregisterTargets", "StopInstances", "CreateSnapshot", "DetachVolume", "AttachVolume", "RegisterTargets", "TerminateInstances"];
+    let mut order: Vec<&str> = calls.iter().map(|o| o.rsplit(':').next().unwrap()).filter(|o| steps.contains(o)).collect();
+    order.dedup();
+    assert_eq!(order, steps, "launched and prepared before the old instance stops; never two machines on one disk: {calls:?}");
+    let polls = up.proxy.count("ec2:GetConsoleOutput");
+    assert!(polls >= 2, "the console was polled until the marker appeared ({polls} polls)");
+    let timed = up.proxy.calls();
+    let at = |op: &str| timed.iter().find(|c| c.operation == op).unwrap_or_else(|| panic!("no {op}"));
+    assert!(at("ec2:StopInstances").received >= at("ec2:RunInstances").answered + prepare, "the old instance stopped only after the new one was prepared");
+    up.ws.assert_no_changes();
+}
+
+#[tokio::test]
+async fn a_replacement_that_fails_to_prepare_is_terminated_and_the_old_instance_serves_on_untouched() {
+    let moto = Moto::start();
+    let up = applied_at(&moto, "1.13.3").await;
+    up.to("1.14.0");
+    let reason = "docker pull langgenius/dify-api:1.14.0 failed: toomanyrequests";
+    up.proxy.add_rule(Rule::Console { text: console::failed(reason), delay: std::time::Duration::from_secs(1) });
+    up.proxy.clear_calls();
+    let out = up.ws.run(&["apply", "-auto-approve", "-input=false"]);
+    assert_ne!(out.code, 0);
+    assert!(out.flat().contains(&format!("dify-bootstrap: FAILED: {reason}")) && out.flat().contains("serves on, untouched"), "the console's failure line is the error:\n{}", out.all());
+    up.old_serves().await;
+    for never in ["ec2:StopInstances", "ec2:CreateSnapshot", "ec2:DetachVolume", "elasticloadbalancing:DeregisterTargets"] {
+        assert_eq!(up.proxy.count(never), 0, "{never} was called: {:?}", up.operations());
+    }
+    assert_eq!((up.proxy.count("ec2:RunInstances"), up.proxy.count("ec2:TerminateInstances")), (1, 1), "the replacement was launched and terminated");
+
+    // Once the image pulls work again, the next apply upgrades.
+    up.proxy.clear_rules();
+    up.rerun_upgrades().await;
 }
 
 #[tokio::test]
 async fn a_failed_attach_rolls_back_to_the_old_instance_and_a_rerun_completes() {
     let moto = Moto::start();
-    let (ec2, net, cert) = setup(&moto).await;
-    let elb = moto.elbv2().await;
-    let proxy = AwsProxy::start(&moto.endpoint());
-    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned("1.13.3")));
-    ws.init();
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let old = stack_instances(&ec2, "dify-app").await.remove(0);
-    let volume = data_volume(&old).unwrap();
-
-    ws.write("main.tf", &config(&net, &cert, &versioned("1.14.0")));
-    proxy.add_rule(Rule::Fail { operation: "ec2:AttachVolume".into(), status: 400, code: "IncorrectState".into(), times: 1 });
-    let out = ws.run(&["apply", "-auto-approve", "-input=false"]);
+    let up = applied_at(&moto, "1.13.3").await;
+    up.to("1.14.0");
+    up.proxy.add_rule(Rule::Fail { operation: "ec2:AttachVolume".into(), status: 400, code: "IncorrectState".into(), times: 1 });
+    let out = up.ws.run(&["apply", "-auto-approve", "-input=false"]);
     assert_ne!(out.code, 0);
     assert!(out.flat().contains("failed at attaching") && out.flat().contains("rolled back"), "{}", out.all());
-    let now = stack_instances(&ec2, "dify-app").await;
-    assert_eq!(now.len(), 1, "the replacement was terminated");
-    assert_eq!(now[0].instance_id(), old.instance_id());
-    assert_eq!(now[0].state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"), "the old instance serves again");
-    assert_eq!(data_volume(&now[0]).as_deref(), Some(volume.as_str()), "with its data volume");
-    let tg = ws.outputs()["stack"]["value"]["target_group_arns"][0].as_str().unwrap().to_string();
-    let health = elb.describe_target_health().target_group_arn(&tg).send().await.unwrap();
-    assert!(health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == old.instance_id()), "registered again");
-
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let done = stack_instances(&ec2, "dify-app").await;
-    assert_eq!(done.len(), 1);
-    assert_ne!(done[0].instance_id(), old.instance_id());
-    assert_eq!(data_volume(&done[0]).as_deref(), Some(volume.as_str()));
-    ws.assert_no_changes();
+    up.old_serves().await;
+    up.rerun_upgrades().await;
 }
 
 #[tokio::test]
 async fn an_interrupted_upgrade_is_finished_by_the_next_apply() {
     let moto = Moto::start();
-    let (ec2, net, cert) = setup(&moto).await;
-    let proxy = AwsProxy::start(&moto.endpoint());
-    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned("1.13.3")));
-    ws.init();
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let old = stack_instances(&ec2, "dify-app").await.remove(0);
-    let volume = data_volume(&old).unwrap();
-
-    ws.write("main.tf", &config(&net, &cert, &versioned("1.14.0")));
-    proxy.clear_calls();
-    proxy.interrupt_after(&ws, &["apply", "-auto-approve", "-input=false"], "ec2:RunInstances");
-    ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
-    let now = stack_instances(&ec2, "dify-app").await;
+    let up = applied_at(&moto, "1.13.3").await;
+    up.to("1.14.0");
+    up.proxy.clear_calls();
+    up.proxy.interrupt_after(&up.ws, &["apply", "-auto-approve", "-input=false"], "ec2:RunInstances");
+    up.ws.ok(&["apply", "-auto-approve", "-input=false", "-lock=false"]);
+    let now = up.instances().await;
     assert_eq!(now.len(), 1, "one instance per index: {:?}", now.iter().map(|i| i.instance_id()).collect::<Vec<_>>());
-    assert_ne!(now[0].instance_id(), old.instance_id());
-    assert_eq!(data_volume(&now[0]).as_deref(), Some(volume.as_str()));
+    assert_ne!(now[0].instance_id(), up.old.instance_id());
+    assert_eq!(data_volume(&now[0]).as_deref(), Some(up.volume.as_str()));
     assert!(tag(&now[0], "dify:generation").is_some());
-    assert_eq!(proxy.count("ec2:RunInstances"), 1, "the launched replacement was adopted, not launched again");
-    ws.assert_no_changes();
+    assert_eq!(up.proxy.count("ec2:RunInstances"), 1, "the launched replacement was adopted, not launched again");
+    up.ws.assert_no_changes();
 }
 
 #[tokio::test]
@@ -129,10 +206,6 @@ async fn no_secret_reaches_state_plans_logs_or_user_data_and_managed_keys_are_re
     assert!(out.flat().contains("dify.env[\"SECRET_KEY\"]") && out.flat().contains("CONSOLE_WEB_URL"), "{}", out.all());
 }
 
-fn versioned_with(extra: &str, version: &str) -> String {
-    format!("{ONE}\n{extra}\n  dify {{\n    version = \"{version}\"\n    url     = \"https://dify.example.com\"\n  }}")
-}
-
 /// The before-replace snapshots of `volume`, newest first.
 async fn before_replace_snapshots(ec2: &aws_sdk_ec2::Client, volume: &str) -> Vec<aws_sdk_ec2::types::Snapshot> {
     use aws_sdk_ec2::types::Filter;
@@ -147,43 +220,33 @@ async fn before_replace_snapshots(ec2: &aws_sdk_ec2::Client, volume: &str) -> Ve
     out.snapshots().to_vec()
 }
 
-fn position(calls: &[String], op: &str) -> usize {
-    calls.iter().position(|c| c == op).unwrap_or_else(|| panic!("no {op} in {calls:?}"))
-}
-
 #[tokio::test]
 async fn an_upgrade_snapshots_the_data_volume_between_stop_and_detach_and_keeps_the_newest() {
     let moto = Moto::start();
-    let (ec2, net, cert) = setup(&moto).await;
-    let proxy = AwsProxy::start(&moto.endpoint());
-    let keep_one = "  snapshots_to_keep = 1";
-    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned_with(keep_one, "1.13.3")));
-    ws.init();
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let old = stack_instances(&ec2, "dify-app").await.remove(0);
-    let volume = data_volume(&old).expect("attached");
-    let unrelated = ec2.create_snapshot().volume_id(&volume).description("a manual backup").send().await.unwrap().snapshot_id.unwrap();
+    let up = applied_with(&moto, "  snapshots_to_keep = 1", "1.13.3").await;
+    let (ec2, volume) = (&up.ec2, up.volume.as_str());
+    let unrelated = ec2.create_snapshot().volume_id(volume).description("a manual backup").send().await.unwrap().snapshot_id.unwrap();
 
-    ws.write("main.tf", &config(&net, &cert, &versioned_with(keep_one, "1.14.0")));
-    proxy.clear_calls();
-    let applied = ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let calls: Vec<String> = proxy.calls().into_iter().map(|c| c.operation).collect();
+    up.to("1.14.0");
+    up.proxy.clear_calls();
+    let applied = up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let calls = up.operations();
     let (stop, snapshot, detach) = (position(&calls, "ec2:StopInstances"), position(&calls, "ec2:CreateSnapshot"), position(&calls, "ec2:DetachVolume"));
     assert!(stop < snapshot && snapshot < detach, "stop, snapshot, then detach: {calls:?}");
-    let first = before_replace_snapshots(&ec2, &volume).await;
+    let first = before_replace_snapshots(ec2, volume).await;
     assert_eq!(first.len(), 1, "one before-replace snapshot");
     let snap = &first[0];
     let snap_id = snap.snapshot_id().unwrap().to_string();
-    assert_eq!(snap.volume_id(), Some(volume.as_str()), "of the data volume");
+    assert_eq!(snap.volume_id(), Some(volume), "of the data volume");
     let tags: std::collections::BTreeMap<_, _> = snap.tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
     assert_eq!(tags.get("dify:stack"), Some(&"dify-app"));
     assert!(tags.get("Name").is_some_and(|n| n.contains("before-replace")), "{tags:?}");
     assert!(applied.flat().contains(&format!("Pre-replace snapshot {snap_id} of data volume ({volume})")), "the apply reports the snapshot:\n{}", applied.all());
-    ws.assert_no_changes();
+    up.ws.assert_no_changes();
 
-    ws.write("main.tf", &config(&net, &cert, &versioned_with(keep_one, "1.15.0")));
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let second = before_replace_snapshots(&ec2, &volume).await;
+    up.to("1.15.0");
+    up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let second = before_replace_snapshots(ec2, volume).await;
     assert_eq!(second.len(), 1, "snapshots_to_keep = 1 keeps only the newest");
     assert_ne!(second[0].snapshot_id(), Some(snap_id.as_str()), "the older one was deleted");
     let manual = ec2.describe_snapshots().snapshot_ids(&unrelated).send().await.unwrap();
@@ -193,40 +256,25 @@ async fn an_upgrade_snapshots_the_data_volume_between_stop_and_detach_and_keeps_
 #[tokio::test]
 async fn a_failed_snapshot_stops_the_replacement_before_the_detach_and_can_be_turned_off() {
     let moto = Moto::start();
-    let (ec2, net, cert) = setup(&moto).await;
-    let proxy = AwsProxy::start(&moto.endpoint());
-    let ws = Workspace::via(&proxy.endpoint(), &config(&net, &cert, &versioned("1.13.3")));
-    ws.init();
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let old = stack_instances(&ec2, "dify-app").await.remove(0);
-    let volume = data_volume(&old).unwrap();
-
-    ws.write("main.tf", &config(&net, &cert, &versioned("1.14.0")));
-    proxy.clear_calls();
-    proxy.add_rule(Rule::Fail { operation: "ec2:CreateSnapshot".into(), status: 403, code: "UnauthorizedOperation".into(), times: 1 });
-    let out = ws.run(&["apply", "-auto-approve", "-input=false"]);
+    let up = applied_at(&moto, "1.13.3").await;
+    let (ec2, volume) = (&up.ec2, up.volume.as_str());
+    up.to("1.14.0");
+    up.proxy.clear_calls();
+    up.proxy.add_rule(Rule::Fail { operation: "ec2:CreateSnapshot".into(), status: 403, code: "UnauthorizedOperation".into(), times: 1 });
+    let out = up.ws.run(&["apply", "-auto-approve", "-input=false"]);
     assert_ne!(out.code, 0);
     let flat = out.flat();
-    assert!(flat.contains(&volume) && flat.contains("ec2:CreateSnapshot") && flat.contains("snapshot_before_replace = false"), "{}", out.all());
-    assert_eq!(proxy.count("ec2:DetachVolume"), 0, "nothing was detached");
-    assert_eq!(proxy.count("ec2:RunInstances"), 0, "no replacement was launched");
-    let now = stack_instances(&ec2, "dify-app").await;
-    assert_eq!(now.len(), 1);
-    assert_eq!(now[0].instance_id(), old.instance_id());
-    assert_eq!(now[0].state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"), "the old instance serves again");
-    assert_eq!(data_volume(&now[0]).as_deref(), Some(volume.as_str()), "with its data volume");
+    assert!(flat.contains(volume) && flat.contains("ec2:CreateSnapshot") && flat.contains("snapshot_before_replace = false") && flat.contains("rolled back"), "{}", out.all());
+    assert_eq!(up.proxy.count("ec2:DetachVolume"), 0, "nothing was detached");
+    assert_eq!((up.proxy.count("ec2:RunInstances"), up.proxy.count("ec2:TerminateInstances")), (1, 1), "the pre-warmed replacement was terminated");
+    up.old_serves().await;
+    up.rerun_upgrades().await;
+    assert_eq!(before_replace_snapshots(ec2, volume).await.len(), 1);
 
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let done = stack_instances(&ec2, "dify-app").await;
-    assert_ne!(done[0].instance_id(), old.instance_id(), "the rerun replaced it");
-    assert_eq!(data_volume(&done[0]).as_deref(), Some(volume.as_str()));
-    assert_eq!(before_replace_snapshots(&ec2, &volume).await.len(), 1);
-    ws.assert_no_changes();
-
-    ws.write("main.tf", &config(&net, &cert, &versioned_with("  snapshot_before_replace = false", "1.15.0")));
-    proxy.clear_calls();
-    ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    assert_eq!(proxy.count("ec2:CreateSnapshot"), 0, "no snapshot when turned off");
-    assert_eq!(proxy.count("ec2:DetachVolume"), 1, "the volume still moved");
-    assert_eq!(before_replace_snapshots(&ec2, &volume).await.len(), 1);
+    up.ws.write("main.tf", &config(&up.net, &up.cert, &versioned_with("  snapshot_before_replace = false", "1.15.0")));
+    up.proxy.clear_calls();
+    up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    assert_eq!(up.proxy.count("ec2:CreateSnapshot"), 0, "no snapshot when turned off");
+    assert_eq!(up.proxy.count("ec2:DetachVolume"), 1, "the volume still moved");
+    assert_eq!(before_replace_snapshots(ec2, volume).await.len(), 1);
 }

@@ -1,6 +1,7 @@
 //! Converging a `dify_ec2_stack`'s instances around one `Rollout` (clients, cancellation, timeout, the wanted stack).
 //! Every change to an instance follows the safe order: deregister and drain, stop, change, start, register, wait
-//! healthy — one instance at a time — and a data volume is only ever detached from a stopped instance.
+//! healthy — one instance at a time, and with two or more only once every other registered target is healthy — and
+//! a data volume is only ever detached from a stopped instance. Replacements are pre-warmed (`prewarm.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -39,7 +40,7 @@ pub struct Rollout<'a> {
     pub warnings: Mutex<Vec<Diagnostic>>,
 }
 
-fn id_of(i: &Instance) -> String {
+pub(super) fn id_of(i: &Instance) -> String {
     i.instance_id().unwrap_or_default().to_string()
 }
 
@@ -103,6 +104,7 @@ impl Rollout<'_> {
         for (index, i) in instances.iter().rev().filter(|(index, _)| **index >= count) {
             let id = id_of(i);
             log::info("scaling in", &[("instance_id", id.clone().into()), ("index", (*index as u64).into())]);
+            self.others_healthy(&id).await?;
             elbv2::deregister_and_drain(self.cancel, self.aws, self.previous_groups, &id, self.timeout).await?;
             ec2::terminate_and_wait(self.cancel, self.aws, std::slice::from_ref(&id), self.timeout).await?;
         }
@@ -149,6 +151,7 @@ impl Rollout<'_> {
         let wanted_volume = spec.data_volume(index).map(str::to_string);
         let retype = i.instance_type().map(|t| t.as_str()).unwrap_or_default() != spec.instance_type;
         let reattach = volume_now != wanted_volume;
+        self.others_healthy(&id).await?;
         self.stop(&id).await?;
         if retype {
             aws.ec2
@@ -168,12 +171,26 @@ impl Rollout<'_> {
             }
         }
         self.start(&id).await?;
-        let groups = spec.target_groups();
-        elbv2::register_targets(aws, &groups, &id, spec.app_port).await?;
-        if spec.wait_for_healthy.unwrap_or(false) {
-            elbv2::wait_targets_healthy(self.cancel, aws, &groups, std::slice::from_ref(&id), self.timeout).await?;
+        self.register_healthy(&id).await
+    }
+
+    /// Registers `id` in the target groups and, with `wait_for_healthy`, waits until it is healthy in each.
+    pub(super) async fn register_healthy(&self, id: &str) -> Result<(), String> {
+        let groups = self.spec.target_groups();
+        elbv2::register_targets(self.aws, &groups, id, self.spec.app_port).await?;
+        if self.spec.wait_for_healthy.unwrap_or(false) {
+            elbv2::wait_targets_healthy(self.cancel, self.aws, &groups, &[id.to_string()], self.timeout).await?;
         }
         Ok(())
+    }
+
+    /// With two or more instances (and `wait_for_healthy`), waits before `id` leaves the target groups until every
+    /// other registered target is healthy: a rolling change never leaves none serving.
+    pub(super) async fn others_healthy(&self, id: &str) -> Result<(), String> {
+        if self.spec.instance_count < 2 || !self.spec.wait_for_healthy.unwrap_or(false) {
+            return Ok(());
+        }
+        elbv2::wait_others_healthy(self.cancel, self.aws, &self.spec.target_groups(), id, self.timeout).await
     }
 
     /// Left stopped (or starting) by a change that was interrupted: stack changes deregister before they stop, so
@@ -202,81 +219,6 @@ impl Rollout<'_> {
         Ok(())
     }
 
-    /// Replaces instance `old` at `index` with one of the wanted generation without ever exposing the mounted data
-    /// volume to two machines: deregister and drain → stop old → snapshot the data volume (`snapshot_before_replace`)
-    /// → detach (wait `available`) → launch new in the same subnet → attach → register → wait healthy → terminate
-    /// old. A failed snapshot starts the old instance again before anything is detached. If a step after the detach
-    /// fails, the new instance is terminated, the volume goes back to the old one, which is started and registered
-    /// again, and the error names the step. A rerun after an interruption finishes from what the tags show (see `retire_superseded`).
-    async fn replace(&self, from: &LaunchFrom, index: usize, old: &Instance) -> Result<String, String> {
-        let (aws, spec, cancel, timeout) = (self.aws, self.spec, self.cancel, self.timeout);
-        let old_id = id_of(old);
-        let groups = spec.target_groups();
-        log::info("replacing instance", &[("instance_id", old_id.clone().into()), ("index", (index as u64).into())]);
-        elbv2::deregister_and_drain(cancel, aws, self.previous_groups, &old_id, timeout).await?;
-        self.stop_deregistered(old).await?;
-        let released = data_volume_of(old);
-        if let Some(v) = &released {
-            if let Err(e) = self.snapshot_before_move(&old_id, v).await {
-                // Nothing was detached yet: the old instance serves again as it was.
-                let restored = self.serve_again(&old_id).await;
-                let outcome = if restored.is_empty() { format!("{old_id} was started again with {v} attached") } else { restored.join("; ") };
-                return Err(format!(
-                    "replacing instance {} ({old_id}) stopped before detaching {v}: the pre-replace snapshot failed: {e}; {outcome}. Allow ec2:CreateSnapshot and ec2:CreateTags on the volume and snapshots, or set snapshot_before_replace = false to replace without a snapshot",
-                    index + 1
-                ));
-            }
-            self.detach(&old_id, v).await?;
-        }
-        // The replacement gets the volume the configuration names (normally the one just released).
-        let volume = spec.data_volume(index).map(str::to_string).or_else(|| released.clone());
-
-        let mut new_id = None;
-        let mut step = String::from("launching the replacement");
-        let forward = async {
-            let id = run_instance(aws, spec, index, from).await?;
-            new_id = Some(id.clone());
-            step = "starting the replacement".into();
-            ec2::wait_instance(cancel, aws, &id, InstanceStateName::Running, timeout).await?;
-            if let Some(v) = &volume {
-                step = format!("attaching {v} to the replacement");
-                self.attach(&id, v).await?;
-            }
-            step = "registering the replacement".into();
-            elbv2::register_targets(aws, &groups, &id, spec.app_port).await?;
-            if spec.wait_for_healthy.unwrap_or(false) {
-                step = "waiting for the replacement to be healthy".into();
-                elbv2::wait_targets_healthy(cancel, aws, &groups, std::slice::from_ref(&id), timeout).await?;
-            }
-            Ok::<String, String>(id)
-        }
-        .await;
-        match forward {
-            Ok(id) => {
-                ec2::terminate_and_wait(cancel, aws, std::slice::from_ref(&old_id), timeout).await?;
-                Ok(id)
-            }
-            Err(e) => {
-                // Roll back: the old instance gets its volume back and serves again.
-                if let Some(id) = &new_id {
-                    let _ = elbv2::deregister_and_drain(cancel, aws, &groups, id, timeout).await;
-                    let _ = aws.ec2.terminate_instances().instance_ids(id).send().await;
-                    let _ = ec2::wait_instance(cancel, aws, id, InstanceStateName::Terminated, timeout).await;
-                }
-                let mut restored = Vec::new();
-                if let Some(v) = &released {
-                    let _ = self.wait_volume_available(v).await;
-                    if let Err(e) = self.attach(&old_id, v).await {
-                        restored.push(format!("re-attaching {v} failed too: {e}"));
-                    }
-                }
-                restored.extend(self.serve_again(&old_id).await);
-                let outcome = if restored.is_empty() { format!("rolled back: {old_id} has its data volume and serves again") } else { restored.join("; ") };
-                Err(format!("replacing instance {} ({old_id}) failed at {step}: {e}; {outcome}", index + 1))
-            }
-        }
-    }
-
     /// Takes an instance out of service for good: drained, stopped, its data volume detached (waited `available`),
     /// then terminated. The volume is never force-detached, and detached only from a stopped instance.
     async fn retire(&self, i: &Instance) -> Result<(), String> {
@@ -301,7 +243,7 @@ impl Rollout<'_> {
     }
 
     /// Stops `i` (already deregistered) unless it is stopped.
-    async fn stop_deregistered(&self, i: &Instance) -> Result<(), String> {
+    pub(super) async fn stop_deregistered(&self, i: &Instance) -> Result<(), String> {
         let id = id_of(i);
         if !matches!(i.state().and_then(|s| s.name()), Some(InstanceStateName::Stopped)) {
             self.aws.ec2.stop_instances().instance_ids(&id).send().await.op("EC2 StopInstances", &id)?;
@@ -313,7 +255,7 @@ impl Rollout<'_> {
     /// Before `volume` leaves the stopped instance `id` for good (a replacement or a retirement moves it), snapshot it
     /// unless `snapshot_before_replace` is false, report the snapshot in a warning, and delete this volume's
     /// pre-replace snapshots beyond `snapshots_to_keep`. A failed clean-up is a warning, not a failed replacement.
-    async fn snapshot_before_move(&self, id: &str, volume: &str) -> Result<(), String> {
+    pub(super) async fn snapshot_before_move(&self, id: &str, volume: &str) -> Result<(), String> {
         if self.spec.snapshot_before_replace == Some(false) {
             return Ok(());
         }
@@ -339,7 +281,7 @@ impl Rollout<'_> {
     }
 
     /// Starts the stopped instance `id` and registers it in the groups it served; what failed, if anything.
-    async fn serve_again(&self, id: &str) -> Vec<String> {
+    pub(super) async fn serve_again(&self, id: &str) -> Vec<String> {
         let mut failed = Vec::new();
         if let Err(e) = self.start(id).await {
             failed.push(format!("restarting {id} failed too: {e}"));
@@ -365,16 +307,16 @@ impl Rollout<'_> {
     }
 
     /// Detaches `volume` from the (stopped) instance `id`, never forced, and waits until it is `available`.
-    async fn detach(&self, id: &str, volume: &str) -> Result<(), String> {
+    pub(super) async fn detach(&self, id: &str, volume: &str) -> Result<(), String> {
         self.aws.ec2.detach_volume().instance_id(id).volume_id(volume).device(DATA_DEVICE).send().await.op("EC2 DetachVolume", format!("{volume} from {id}"))?;
         self.wait_volume_available(volume).await
     }
 
-    async fn wait_volume_available(&self, volume: &str) -> Result<(), String> {
+    pub(super) async fn wait_volume_available(&self, volume: &str) -> Result<(), String> {
         ec2::wait_volume(self.cancel, self.aws, volume, VolumeState::Available, self.timeout).await.map(|_| ()).during(format_args!("waiting for {volume} to be detached"))
     }
 
-    async fn attach(&self, instance: &str, volume: &str) -> Result<(), String> {
+    pub(super) async fn attach(&self, instance: &str, volume: &str) -> Result<(), String> {
         self.aws.ec2.attach_volume().instance_id(instance).volume_id(volume).device(DATA_DEVICE).send().await.op("EC2 AttachVolume", format!("{volume} to {instance}"))?;
         ec2::wait_volume(self.cancel, self.aws, volume, VolumeState::InUse, self.timeout).await.map(|_| ()).during(format_args!("waiting for {volume} to attach"))
     }
