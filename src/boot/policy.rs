@@ -123,7 +123,11 @@ mod tests {
     use super::*;
 
     fn doc(p: &PolicyInputs) -> Json {
-        serde_json::from_str(&render(p, "aws")).unwrap()
+        doc_in(p, "aws")
+    }
+
+    fn doc_in(p: &PolicyInputs, partition: &str) -> Json {
+        serde_json::from_str(&render(p, partition)).unwrap()
     }
 
     fn sids(d: &Json) -> Vec<&str> {
@@ -164,7 +168,7 @@ mod tests {
             image_registry: Some("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/docker-hub".into()),
             ..Default::default()
         };
-        let d = doc(&PolicyInputs::of_stack("dify", "cn-north-1", 1, &c));
+        let d = doc_in(&PolicyInputs::of_stack("dify", "cn-north-1", 1, &c), "aws-cn");
         assert_eq!(sids(&d), vec!["SessionManager", "ReleaseObjects", "EcrLogin", "EcrPull"]);
         assert_eq!(d["Statement"][1]["Resource"], "arn:aws-cn:s3:::artifacts/dify-1.13.3.tar.gz");
         assert_eq!(d["Statement"][3]["Resource"], "arn:aws-cn:ecr:ap-northeast-1:123456789012:repository/docker-hub/*");
