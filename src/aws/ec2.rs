@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{Filter, Image, Instance, InstanceStateName, RouteTable, SecurityGroup, Subnet, Volume, VolumeState, VpcEndpoint};
+use aws_sdk_ec2::types::{Filter, Image, Instance, InstanceStateName, InstanceType, InstanceTypeHypervisor, RouteTable, SecurityGroup, Subnet, Volume, VolumeState, VpcEndpoint};
 use tokio_util::sync::CancellationToken;
 
 use super::wait::{wait_until, During, Status, WaitError};
@@ -104,6 +104,14 @@ pub async fn wait_instance(cancel: &CancellationToken, aws: &AwsClients, id: &st
 pub async fn console_output(aws: &AwsClients, id: &str) -> Result<String, AwsError> {
     let out = aws.ec2.get_console_output().instance_id(id).latest(true).send().await.op("EC2 GetConsoleOutput", id)?;
     Ok(decode_console(out.output().unwrap_or_default()))
+}
+
+/// Whether EC2 GetConsoleOutput shows instances of `instance_type` their console as it is written (`Latest`, which
+/// AWS documents for the Nitro system, bare metal included). Xen types (t2, m4, c4...) post it only shortly after
+/// boot, reboot and termination.
+pub async fn console_is_live(aws: &AwsClients, instance_type: &str) -> Result<bool, AwsError> {
+    let out = aws.ec2.describe_instance_types().instance_types(InstanceType::from(instance_type)).send().await.op("EC2 DescribeInstanceTypes", instance_type)?;
+    Ok(out.instance_types().first().and_then(|t| t.hypervisor()) != Some(&InstanceTypeHypervisor::Xen))
 }
 
 /// Console output as EC2 sends it (base64 of the serial console's bytes, which need not be UTF-8) as text.

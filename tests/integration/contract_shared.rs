@@ -6,7 +6,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use terraform_provider_dify::boot::{self, DifyConfig};
+use terraform_provider_dify::boot::{self, DifyConfig, S3Storage};
 
 use crate::contract::{assert_works, Booted, Resolved};
 use crate::harness::{wait_with_deadline, Moto};
@@ -100,7 +100,8 @@ fn assert_no_value_leaked(secret: &serde_json::Map<String, serde_json::Value>, i
 #[test]
 fn two_instances_booting_at_once_share_one_set_of_secrets_written_by_index_0_only() {
     let moto = Moto::start();
-    let config = DifyConfig::default();
+    // Uploads and plugins in one bucket, as a multi-instance stack must have them (`s3_storage`).
+    let config = DifyConfig { s3_storage: Some(S3Storage { bucket: "dify-shared-files".into(), region: Some("us-east-1".into()) }), ..DifyConfig::default() };
     let (zero, one) = (instance(&moto, "0", &config), instance(&moto, "1", &config));
     create_shared_secret(&zero);
 
@@ -115,6 +116,12 @@ fn two_instances_booting_at_once_share_one_set_of_secrets_written_by_index_0_onl
     assert!(wait_with_deadline(&mut late, BOOT_WITHIN).success(), "index 1:\n{}", one.log());
     let (zero, one) = (booted(zero, &config), booted(one, &config));
     assert_one_dify(&zero, &one);
+    for b in [&zero, &one] {
+        assert_eq!((b.resolved.var("api", "STORAGE_TYPE"), b.resolved.var("api", "S3_BUCKET_NAME")), ("s3".to_string(), "dify-shared-files".to_string()), "uploads in the shared bucket");
+        assert_eq!(b.resolved.var("plugin_daemon", "PLUGIN_STORAGE_TYPE"), "aws_s3", "plugins in S3, not on one instance's disk");
+        assert_eq!(b.resolved.var("plugin_daemon", "PLUGIN_STORAGE_OSS_BUCKET"), "dify-shared-files", "plugins in the shared bucket");
+        assert_eq!(b.resolved.var("plugin_daemon", "PLUGIN_S3_USE_AWS_MANAGED_IAM"), "true", "with the instance role, no key");
+    }
     let secret = shared_secret(&zero.sandbox);
     assert_eq!(secret["SECRET_KEY"], zero.resolved.var("api", "SECRET_KEY"), "the secret holds what Dify reads");
     assert_eq!(zero.sandbox.calls("aws secretsmanager put-secret-value"), 1, "index 0 wrote once");

@@ -186,7 +186,7 @@ async fn handshake_serves_the_schema_over_mtls_survives_stop_and_shuts_down_clea
     assert_eq!(stopped.error, "");
     // Still serving after StopProvider.
     let meta = provider.get_metadata(pb::get_metadata::Request {}).await.unwrap().into_inner();
-    assert_eq!(meta.data_sources.len(), 2);
+    assert_eq!(meta.data_sources.len(), 3, "dify_network, dify_ami, dify_instance_policy");
 
     let mut controller = gpb::grpc_controller_client::GrpcControllerClient::new(channel);
     controller.shutdown(gpb::Empty {}).await.unwrap();

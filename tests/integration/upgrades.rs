@@ -125,6 +125,29 @@ async fn a_version_bump_prepares_the_replacement_while_the_old_instance_serves_t
     up.ws.assert_no_changes();
 }
 
+/// A Xen instance type (t2, m4...) shows no live console output, so the marker cannot be waited for: the volume moves
+/// at once and the replacement prepares during the switch (today's order), instead of waiting out the timeout and
+/// rolling back every upgrade.
+#[tokio::test]
+async fn a_xen_instance_type_is_replaced_without_waiting_for_a_console_it_cannot_show() {
+    let moto = Moto::start();
+    let up = applied_with(&moto, "  instance_type = \"t2.medium\"", "1.13.3").await;
+    up.to("1.14.0");
+    // A console that never shows the marker: waiting for it would end at the update timeout.
+    up.proxy.add_rule(Rule::Console { text: String::new(), delay: std::time::Duration::ZERO });
+    up.proxy.clear_calls();
+    up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
+    let now = up.instances().await;
+    assert_eq!(now.len(), 1, "the old instance is gone");
+    assert_ne!(now[0].instance_id(), up.old.instance_id(), "replaced");
+    assert_eq!(data_volume(&now[0]).as_deref(), Some(up.volume.as_str()), "the same data volume moved over");
+    assert_eq!(up.proxy.count("ec2:GetConsoleOutput"), 0, "no console read on Xen: {:?}", up.operations());
+    let calls = up.operations();
+    assert!(position(&calls, "ec2:RunInstances") < position(&calls, "ec2:StopInstances"), "still launched before the old instance stops: {calls:?}");
+    assert!(position(&calls, "ec2:CreateSnapshot") < position(&calls, "ec2:DetachVolume"), "snapshotted before the detach: {calls:?}");
+    up.ws.assert_no_changes();
+}
+
 #[tokio::test]
 async fn a_replacement_that_fails_to_prepare_is_terminated_and_the_old_instance_serves_on_untouched() {
     let moto = Moto::start();

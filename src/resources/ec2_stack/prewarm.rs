@@ -74,7 +74,16 @@ impl Rollout<'_> {
             if volume.is_some() {
                 log::info("waiting for the replacement to prepare while the old instance serves", &[("instance_id", id.clone().into()), ("serving", old_id.clone().into())]);
                 step = "waiting for the replacement to prepare".into();
-                self.wait_prepared(&id).await?;
+                if ec2::console_is_live(aws, &spec.instance_type).await? {
+                    self.wait_prepared(&id).await?;
+                } else {
+                    // A Xen type's console shows the marker only after the boot is long over, or never: the volume
+                    // moves now and the replacement finishes preparing (installs, fetches, pulls) while Dify is down.
+                    log::warn(
+                        "the replacement's instance type shows no live console output (Xen): not waiting for it to prepare, so its image pulls happen during the switch",
+                        &[("instance_id", id.clone().into()), ("instance_type", spec.instance_type.clone().into())],
+                    );
+                }
                 step = format!("waiting for the targets other than {old_id} to be healthy");
                 self.others_healthy(&old_id).await?;
             } else {
