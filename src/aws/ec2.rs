@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{Filter, Image, Instance, InstanceStateName, InstanceType, InstanceTypeHypervisor, RouteTable, SecurityGroup, Subnet, Volume, VolumeState, VpcEndpoint};
+use aws_sdk_ec2::types::{Filter, Image, Instance, InstanceStateName, InstanceType, InstanceTypeHypervisor, InstanceTypeInfo, RouteTable, SecurityGroup, Subnet, Volume, VolumeState, VpcEndpoint};
 use tokio_util::sync::CancellationToken;
 
 use super::wait::{wait_until, During, Status, WaitError};
@@ -110,8 +110,13 @@ pub async fn console_output(aws: &AwsClients, id: &str) -> Result<String, AwsErr
 /// AWS documents for the Nitro system, bare metal included). Xen types (t2, m4, c4...) post it only shortly after
 /// boot, reboot and termination.
 pub async fn console_is_live(aws: &AwsClients, instance_type: &str) -> Result<bool, AwsError> {
+    Ok(find_instance_type(aws, instance_type).await?.and_then(|t| t.hypervisor().cloned()) != Some(InstanceTypeHypervisor::Xen))
+}
+
+/// What EC2 says about `instance_type` (architecture, hypervisor...); `None` for a type it does not know.
+pub async fn find_instance_type(aws: &AwsClients, instance_type: &str) -> Result<Option<InstanceTypeInfo>, AwsError> {
     let out = aws.ec2.describe_instance_types().instance_types(InstanceType::from(instance_type)).send().await.op("EC2 DescribeInstanceTypes", instance_type)?;
-    Ok(out.instance_types().first().and_then(|t| t.hypervisor()) != Some(&InstanceTypeHypervisor::Xen))
+    Ok(out.instance_types.and_then(|t| t.into_iter().next()))
 }
 
 /// Console output as EC2 sends it (base64 of the serial console's bytes, which need not be UTF-8) as text.

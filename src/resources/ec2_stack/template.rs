@@ -106,14 +106,7 @@ async fn resolve_ami(aws: &AwsClients, spec: &Spec) -> Result<(String, String), 
             images.images().first().cloned().ok_or_else(|| format!("image {ami} not found in {}", aws.region))?
         }
         None => {
-            let types = aws
-                .ec2
-                .describe_instance_types()
-                .instance_types(InstanceType::from(spec.instance_type.as_str()))
-                .send()
-                .await
-                .op("EC2 DescribeInstanceTypes", "")?;
-            let arm = types.instance_types().first().and_then(|t| t.processor_info()).map(|p| p.supported_architectures().iter().any(|a| a.as_str() == "arm64")).unwrap_or(false);
+            let arm = ec2::find_instance_type(aws, &spec.instance_type).await?.and_then(|t| t.processor_info).map(|p| p.supported_architectures().iter().any(|a| a.as_str() == "arm64")).unwrap_or(false);
             ec2::latest_al2023(aws, if arm { "arm64" } else { "x86_64" }).await?
         }
     };
