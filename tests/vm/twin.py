@@ -165,7 +165,10 @@ class VM:
         forwards = f"guestfwd=tcp:169.254.169.254:80-cmd:{imds}"
         if self.secretsmanager:
             forwards += f",guestfwd=tcp:169.254.169.254:4566-cmd:python3 {os.path.join(HERE, 'secretsmanager.py')} {self.secretsmanager}"
-        append = f"root=/dev/vda rw console=ttyS0 apparmor=0 mitigations=off systemd.show_status=1 {self.append}".strip()
+        # tsc=reliable: under TCG the clocksource watchdog sees the HPET read back late on a busy host, marks the TSC
+        # unstable and switches to the HPET, after which every clock read (Go's runtime makes them constantly:
+        # dockerd, containerd, every shim and hook) is an emulated MMIO exit; that alone made boots several times slower.
+        append = f"root=/dev/vda rw console=ttyS0 apparmor=0 mitigations=off tsc=reliable systemd.show_status=1 {self.append}".strip()
         cmd = [
             "qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-cpu", os.environ.get("DIFY_VM_CPU", "qemu64"), "-smp", str(self.smp),
             "-m", str(self.memory_mb), "-nodefaults", "-no-user-config", "-display", "none",
