@@ -60,13 +60,18 @@ impl Applied {
         assert_eq!(old.target_health().and_then(|h| h.state()).map(|s| s.as_str()), Some("healthy"));
     }
 
-    /// The next apply upgrades: a new instance with the same data volume, and nothing left to change.
-    pub async fn rerun_upgrades(&self) {
+    /// An apply that upgrades: one instance, not the old one, holding the same data volume.
+    pub async fn apply_replaces(&self) {
         self.ws.ok(&["apply", "-auto-approve", "-input=false"]);
-        let done = self.instances().await;
-        assert_eq!(done.len(), 1);
-        assert_ne!(done[0].instance_id(), self.old.instance_id(), "the rerun replaced it");
-        assert_eq!(data_volume(&done[0]).as_deref(), Some(self.volume.as_str()));
+        let now = self.instances().await;
+        assert_eq!(now.len(), 1, "the old instance is gone");
+        assert_ne!(now[0].instance_id(), self.old.instance_id(), "replaced");
+        assert_eq!(data_volume(&now[0]).as_deref(), Some(self.volume.as_str()), "the same data volume moved over");
+    }
+
+    /// The next apply upgrades (`apply_replaces`), and nothing is left to change.
+    pub async fn rerun_upgrades(&self) {
+        self.apply_replaces().await;
         self.ws.assert_no_changes();
     }
 
@@ -106,11 +111,7 @@ async fn a_version_bump_prepares_the_replacement_while_the_old_instance_serves_t
     let prepare = std::time::Duration::from_secs(3);
     up.proxy.add_rule(Rule::Console { text: console::prepared("1.14.0"), delay: prepare });
     up.proxy.clear_calls();
-    up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let now = up.instances().await;
-    assert_eq!(now.len(), 1, "the old instance is gone");
-    assert_ne!(now[0].instance_id(), up.old.instance_id(), "replaced");
-    assert_eq!(data_volume(&now[0]).as_deref(), Some(up.volume.as_str()), "the same data volume moved over");
+    up.apply_replaces().await;
 
     let calls = up.operations();
     let steps = ["RunInstances", "GetConsoleOutput", "DeregisterTargets", "StopInstances", "CreateSnapshot", "DetachVolume", "AttachVolume", "RegisterTargets", "TerminateInstances"];
@@ -136,11 +137,7 @@ async fn a_xen_instance_type_is_replaced_without_waiting_for_a_console_it_cannot
     // A console that never shows the marker: waiting for it would end at the update timeout.
     up.proxy.add_rule(Rule::Console { text: String::new(), delay: std::time::Duration::ZERO });
     up.proxy.clear_calls();
-    up.ws.ok(&["apply", "-auto-approve", "-input=false"]);
-    let now = up.instances().await;
-    assert_eq!(now.len(), 1, "the old instance is gone");
-    assert_ne!(now[0].instance_id(), up.old.instance_id(), "replaced");
-    assert_eq!(data_volume(&now[0]).as_deref(), Some(up.volume.as_str()), "the same data volume moved over");
+    up.apply_replaces().await;
     assert_eq!(up.proxy.count("ec2:GetConsoleOutput"), 0, "no console read on Xen: {:?}", up.operations());
     let calls = up.operations();
     assert!(position(&calls, "ec2:RunInstances") < position(&calls, "ec2:StopInstances"), "still launched before the old instance stops: {calls:?}");
