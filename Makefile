@@ -21,7 +21,7 @@ TF_VENVS := $(foreach v,$(TF_OLDER),$(CURDIR)/.venv-tf$(v))
 export DIFY_PROVIDER_NAMESPACE := $(NAMESPACE)
 export DIFY_VENV := $(VENV)
 
-.PHONY: all build release test test-faults test-vm vm-tools unit venv tf-venvs tools demo docs bench clean-work
+.PHONY: all build release test test-faults test-vm vm-tools versions unit venv tf-venvs tools demo docs bench clean-work
 
 all: build
 
@@ -54,19 +54,21 @@ $(CURDIR)/.venv-tf%/.installed: Makefile
 	touch $@
 
 # mkfs.ext4 builds the disk images the source_image tests upload; gpg signs the release test's checksums;
-# shellcheck checks the boot script; cloud-init checks the rendered user data against its schema.
+# shellcheck checks the boot script; cloud-init checks the rendered user data against its schema. Every Debian
+# package goes through tests/bin/apt-install, which installs it from the suite apt accepts beside what the image
+# already carries (backports where the image has backports packages that would break the release's version).
+APT_INSTALL := $(CURDIR)/tests/bin/apt-install
 tools:
-	@command -v mkfs.ext4 >/dev/null || test -x /usr/sbin/mkfs.ext4 || test -x /sbin/mkfs.ext4 || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs)
-	@command -v gpg >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnupg)
-	@command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck)
-	@command -v cloud-init >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cloud-init)
+	@command -v mkfs.ext4 >/dev/null || test -x /usr/sbin/mkfs.ext4 || test -x /sbin/mkfs.ext4 || $(APT_INSTALL) e2fsprogs
+	@command -v gpg >/dev/null || $(APT_INSTALL) gnupg
+	@command -v shellcheck >/dev/null || $(APT_INSTALL) shellcheck
+	@command -v cloud-init >/dev/null || $(APT_INSTALL) cloud-init
 
 # Unit tests, protocol tests, the compose contract (the boot script's output resolved by real Docker Compose v2),
 # acceptance tests through real Terraform against the emulator, the dev environment's smoke run on each older
 # Terraform (compat), then the VM twin's gate: the scenarios of VM_GATE (below), the most the twin's time budget
 # allows on two cores; `make test-vm` runs all thirteen (about an hour under TCG, docs/reliability.md).
-test: venv tf-venvs tools vm-tools
+test: venv tf-venvs tools vm-tools versions
 	cargo test --locked
 	$(call vm_twin,$(or $(VM_ONLY),$(VM_GATE)))
 
@@ -77,12 +79,24 @@ test: venv tf-venvs tools vm-tools
 # secrets through a Secrets Manager twin, with the golden tests/golden/user-data-shared-secrets.yaml, since the
 # applied one-instance stack has no shared secret), each PASS or FAIL, then `N passed, M failed`. The guest image is
 # built once with mmdebstrap and cached under ~/.cache/terraform-provider-dify/vm/, keyed by its recipe.
+#
+# QEMU: qemu-system-x86 and qemu-utils are one source package and must be one version (qemu-utils 10 declares
+# `Breaks: qemu-system-common (<< 1:8.0+dfsg-5~)`). The route is read from the machine, never typed here: the pair
+# comes from the suite of the newest one installed (today's image ships qemu-utils 10.0.2 from bookworm-backports, so
+# qemu-system-x86 comes from backports beside it, with nothing downgraded), from the release on a machine with no
+# QEMU, and nothing is installed when the two already match. The twin needs nothing of either version: it finds the
+# data volume by its NVMe serial through sysfs, whichever way the kernel names the namespace (QEMU 10's controller
+# reports a shared namespace, so the kernel's native multipath names it nvme0c0n1 under the subsystem; 7.2's does
+# not), and all thirteen scenarios pass on both (docs/reliability.md).
 vm-tools:
-	@command -v mmdebstrap >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap)
-	@command -v qemu-system-x86_64 >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils)
-	@command -v mkfs.vfat >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dosfstools)
-	@command -v qemu-img >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-utils)
-	@command -v genisoimage >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq genisoimage)
+	@$(APT_INSTALL) --same-version qemu-system-x86 qemu-utils
+	@command -v mmdebstrap >/dev/null || $(APT_INSTALL) mmdebstrap
+	@command -v mkfs.vfat >/dev/null || $(APT_INSTALL) dosfstools
+	@command -v genisoimage >/dev/null || $(APT_INSTALL) genisoimage
+
+# The versions of the tools the tests run on, at the top of the log, so a run that breaks shows what changed.
+versions: venv
+	@$(CURDIR)/tests/bin/tool-versions $(VENV)
 
 # Every scenario, and the gate `make test` runs, two VMs at once: a first boot on a blank volume (a: one filesystem,
 # no container before the mount, ping), beside the migration of a Compose install as the guide makes it (g: the data,
@@ -95,7 +109,7 @@ cargo test --locked --test integration -- --ignored vm_twin_inputs_from_an_appli
 $(PYTHON) tests/vm/scenarios.py --user-data target/vm/user-data.yaml --release tests/contract/dify-1.13.3 --only $(1)
 endef
 
-test-vm: venv tools vm-tools
+test-vm: venv tools vm-tools versions
 	$(call vm_twin,$(or $(VM_ONLY),$(VM_ALL)))
 
 # The fault matrix of the convergence test at a larger size: make test-faults SEEDS=100 (make test runs 3 seeds).
