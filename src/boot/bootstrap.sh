@@ -74,12 +74,17 @@ secret_region() {
 
 find_device() {
   # Nitro instances (t3, m6i...) expose EBS as NVMe, each controller's serial being the volume id without its dash:
-  # found by serial, which every distribution has (the by-id name and /dev/sdf links are not everywhere).
-  local serial="${1/-/}" candidate ctrl
-  for ctrl in "$DEV_ROOT"/sys/class/nvme/*; do
-    [ -r "$ctrl/serial" ] || continue
-    if [ "$(tr -d '[:space:]' <"$ctrl/serial")" = "$serial" ]; then
-      candidate="$DEV_ROOT/dev/$(basename "$ctrl")n1"
+  # found by serial, which every distribution has (the by-id name and /dev/sdf links are not everywhere). The disk is
+  # looked up from the block side: each NVMe disk's `device` is its controller, or, when the kernel's native multipath
+  # names disks by subsystem (a controller that reports a shared namespace, as QEMU 10's does), its subsystem, and
+  # both carry the serial (Linux, drivers/nvme/host: the controller's and nvme_subsys_attrs' `serial`). The disk's
+  # name need not be the controller's plus n1: under multipath, nvme1's namespace can be nvme2n1, and the hidden
+  # per-path disks (nvme2c1n1) have no device node.
+  local serial="${1/-/}" candidate disk
+  for disk in "$DEV_ROOT"/sys/block/nvme*; do
+    [ -r "$disk/device/serial" ] || continue
+    if [ "$(tr -d '[:space:]' <"$disk/device/serial")" = "$serial" ]; then
+      candidate="$DEV_ROOT/dev/$(basename "$disk")"
       if [ -b "$candidate" ] || { [ -n "$DEV_ROOT" ] && [ -e "$candidate" ]; }; then
         readlink -f "$candidate"
         return 0

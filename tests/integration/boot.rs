@@ -113,19 +113,48 @@ fn a_device_blkid_cannot_probe_is_never_formatted_and_nothing_starts() {
     }
 }
 
+/// Lays out one NVMe disk as Linux's sysfs shows it: `sys/block/<disk>/device` links the disk's parent (its
+/// controller, or under native multipath its subsystem), whose `serial` is the volume id without its dash; `/dev/<disk>`
+/// exists only when `node` (the per-path disks of a multipath namespace have none).
+fn nvme_disk(s: &BootSandbox, disk: &str, parent: &str, serial: &str, node: bool) {
+    let parent_dir = s.path(parent);
+    std::fs::create_dir_all(&parent_dir).unwrap();
+    std::fs::write(parent_dir.join("serial"), format!("{serial} \n")).unwrap();
+    let block = s.path(&format!("sys/block/{disk}"));
+    std::fs::create_dir_all(&block).unwrap();
+    std::os::unix::fs::symlink(&parent_dir, block.join("device")).unwrap();
+    if node {
+        s.device(disk);
+    }
+}
+
 #[test]
 fn the_data_volume_is_found_by_its_nvme_serial_and_grown_at_every_boot() {
     let s = BootSandbox::new(&default_user_data());
-    s.device("nvme1n1");
-    let ctrl = s.path("sys/class/nvme/nvme1");
-    std::fs::create_dir_all(&ctrl).unwrap();
-    std::fs::write(ctrl.join("serial"), "vol0123456789abcdef0 \n").unwrap();
+    nvme_disk(&s, "nvme1n1", "sys/class/nvme/nvme1", "vol0123456789abcdef0", true);
     let out = s.boot_without_compose("vol-0123456789abcdef0");
     assert!(out.status.success(), "{}", s.log());
     assert_eq!(s.calls("mkfs.ext4 -q -L dify-data"), 1);
     let calls = std::fs::read_to_string(s.path("calls")).unwrap();
     assert!(calls.contains(&format!("mkfs.ext4 -q -L dify-data {}", s.path("dev/nvme1n1").display())), "{calls}");
     assert!(calls.contains(&format!("resize2fs {}", s.path("dev/nvme1n1").display())), "the filesystem follows a grown volume: {calls}");
+}
+
+/// Under the kernel's native multipath (a controller reporting a shared namespace, as QEMU 10's does) disks are named
+/// by subsystem, not by controller: here the data volume's controller is nvme1 but its disk is nvme2n1, and nvme1n1
+/// is another volume's disk. Building `/dev/<controller>n1` would format that other volume.
+#[test]
+fn the_data_volume_is_found_by_serial_when_disks_are_named_by_subsystem() {
+    let s = BootSandbox::new(&default_user_data());
+    nvme_disk(&s, "nvme1n1", "sys/class/nvme-subsystem/nvme-subsys1", "vol0aaaaaaaaaaaaaaaa", true);
+    nvme_disk(&s, "nvme1c0n1", "sys/class/nvme/nvme0", "vol0aaaaaaaaaaaaaaaa", false);
+    nvme_disk(&s, "nvme2n1", "sys/class/nvme-subsystem/nvme-subsys2", "vol0123456789abcdef0", true);
+    nvme_disk(&s, "nvme2c1n1", "sys/class/nvme/nvme1", "vol0123456789abcdef0", false);
+    let out = s.boot_without_compose("vol-0123456789abcdef0");
+    assert!(out.status.success(), "{}", s.log());
+    let calls = std::fs::read_to_string(s.path("calls")).unwrap();
+    assert!(calls.contains(&format!("mkfs.ext4 -q -L dify-data {}", s.path("dev/nvme2n1").display())), "{calls}");
+    assert!(!calls.contains(&s.path("dev/nvme1n1").display().to_string()), "the other volume is never touched: {calls}");
 }
 
 #[test]
