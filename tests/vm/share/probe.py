@@ -27,15 +27,44 @@ def run(*cmd, timeout=60):
 
 
 def data_device(serial):
+    """The disk of the NVMe namespace whose controller has this serial, found from the controller's side (the product
+    looks from the disk's, so the two do not agree by construction). Without the kernel's native multipath the
+    namespace is /sys/class/nvme/<ctrl>/<ctrl>n<N>. With it (QEMU 10's controller reports a shared namespace) the
+    controller holds the hidden path nvme<S>c<C>n<N>, which has no device node, and the disk is nvme<S>n<N>, a child of
+    the subsystem nvme-subsys<S>, which also links the controller (Linux, drivers/nvme/host/multipath.c names both)."""
     if not serial:
         return None
     for path in glob.glob("/sys/class/nvme/*/serial"):
-        if open(path).read().strip() == serial:
-            ctrl = os.path.basename(os.path.dirname(path))
-            namespaces = sorted(glob.glob(f"/sys/class/nvme/{ctrl}/{ctrl}n*"))
-            if namespaces:
-                return "/dev/" + os.path.basename(namespaces[0])
+        if open(path).read().strip() != serial:
+            continue
+        ctrl = os.path.basename(os.path.dirname(path))
+        for ns in sorted(glob.glob(f"/sys/class/nvme/{ctrl}/nvme*n*")):
+            name = os.path.basename(ns)
+            path_of = re.fullmatch(r"nvme(\d+)c\d+n(\d+)", name)
+            if path_of:
+                subsystem = f"/sys/class/nvme-subsystem/nvme-subsys{path_of[1]}"
+                head = f"nvme{path_of[1]}n{path_of[2]}"
+                if os.path.exists(f"{subsystem}/{ctrl}") and os.path.isdir(f"{subsystem}/{head}") and os.path.exists("/dev/" + head):
+                    return "/dev/" + head
+            elif re.fullmatch(r"nvme\d+n\d+", name) and os.path.exists("/dev/" + name):
+                return "/dev/" + name
     return None
+
+
+def nvme_disks():
+    """Every NVMe disk as sysfs shows it (what the product's find_device reads): the parent its `device` links, that
+    parent's serial, and whether the disk has a device node. Recorded so a QEMU or kernel that names disks otherwise
+    shows how in probe-*.json."""
+    disks = {}
+    for block in sorted(glob.glob("/sys/block/nvme*")):
+        parent = os.path.join(block, "device")
+        try:
+            serial = open(os.path.join(parent, "serial")).read().strip()
+        except OSError:
+            serial = None
+        disks[os.path.basename(block)] = {"parent": os.path.realpath(parent), "serial": serial,
+                                          "node": os.path.exists("/dev/" + os.path.basename(block))}
+    return disks
 
 
 def mount_info():
@@ -114,6 +143,7 @@ def main():
     else:
         facts["by_id"] = sorted(os.listdir("/dev/disk/by-id")) if os.path.isdir("/dev/disk/by-id") else []
         facts["nvme_serials"] = {p.split("/")[-2]: open(p).read().strip() for p in glob.glob("/sys/class/nvme/*/serial")}
+    facts["nvme_disks"] = nvme_disks()
     if facts["mount"]:
         st = os.statvfs(DATA)
         facts["fs_size"] = st.f_blocks * st.f_frsize

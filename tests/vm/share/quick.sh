@@ -3,12 +3,26 @@
 # Usage: quick.sh SERIAL   -> key=value lines
 serial="$1"
 dev=""
+# As probe.py's data_device: the controller's namespace, or under native multipath the disk nvme<S>n<N> of the
+# subsystem nvme-subsys<S> that links the controller, whose hidden path the controller holds as nvme<S>c<C>n<N>.
 for f in /sys/class/nvme/*/serial; do
   [ -e "$f" ] && [ -n "$serial" ] || continue
   if [ "$(tr -d ' ' <"$f")" = "$serial" ]; then
     c="$(basename "$(dirname "$f")")"
-    for n in /sys/class/nvme/"$c"/"$c"n*; do
-      if [ -e "$n" ]; then dev="/dev/$(basename "$n")"; break; fi
+    for n in /sys/class/nvme/"$c"/nvme*n*; do
+      [ -e "$n" ] || continue
+      name="$(basename "$n")"
+      case "$name" in
+        nvme*c*n*)
+          s="$(echo "$name" | sed 's/^nvme\([0-9]*\)c[0-9]*n[0-9]*$/\1/')"
+          head="$(echo "$name" | sed 's/^nvme\([0-9]*\)c[0-9]*n\([0-9]*\)$/nvme\1n\2/')"
+          sub="/sys/class/nvme-subsystem/nvme-subsys$s"
+          if [ -e "$sub/$c" ] && [ -d "$sub/$head" ] && [ -e "/dev/$head" ]; then dev="/dev/$head"; break; fi
+          ;;
+        *)
+          if [ -e "/dev/$name" ]; then dev="/dev/$name"; break; fi
+          ;;
+      esac
     done
   fi
 done
